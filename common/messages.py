@@ -1,0 +1,92 @@
+"""The task message both async paths carry, and the checks every producer and worker share."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+MAX_TIMEOUT = 3600.0
+MAX_BATCH = 1000
+
+
+class InvalidField(ValueError):
+    """A value is unusable; ``field`` names it so that the user is told which one."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_timeout(value: Any, field: str = "timeout") -> float:
+    """A processing time in seconds: a finite number from 0 to MAX_TIMEOUT (a form sends text)."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidField(field, "must be a number of seconds")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidField(field, "must be a number of seconds") from None
+    if not isinstance(value, int | float):
+        raise InvalidField(field, "must be a number of seconds")
+    value = float(value)
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIMEOUT:
+        raise InvalidField(field, f"must be between 0 and {MAX_TIMEOUT:g} seconds")
+    return value
+
+
+def parse_count(value: Any, field: str = "count") -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise InvalidField(field, "must be a whole number") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(field, "must be a whole number")
+    if not 1 <= value <= MAX_BATCH:
+        raise InvalidField(field, f"must be between 1 and {MAX_BATCH}")
+    return value
+
+
+def parse_task_num(value: Any, field: str = "task_num") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidField(field, "must be a positive integer")
+    return value
+
+
+def parse_flag(value: Any, field: str = "fail") -> bool:
+    if not isinstance(value, bool):
+        raise InvalidField(field, "must be true or false")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskMessage:
+    """What a worker needs to run one task; the same fields go to Celery as keyword arguments."""
+
+    task_num: int
+    timeout: float
+    fail: bool = False
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> TaskMessage:
+        """Parse a message body; :class:`InvalidField` says why a message must be dead-lettered."""
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidField("body", "is not JSON") from None
+        if not isinstance(data, dict):
+            raise InvalidField("body", "must be a JSON object")
+        for name in ("task_num", "timeout"):
+            if name not in data:
+                raise InvalidField(name, "is missing")
+        return cls(
+            task_num=parse_task_num(data["task_num"]),
+            timeout=parse_timeout(data["timeout"]),
+            fail=parse_flag(data.get("fail", False)),
+        )
