@@ -1,0 +1,45 @@
+# The demo's commands. Each target installs what it needs first, so a fresh Debian machine works.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# How many processes of each service `make dev` starts (the native `--scale`).
+CONSUMERS ?= 1
+WORKERS ?= 1
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
+PYTEST_ARGS ?=
+
+.PHONY: help dev test bench venv rmq browser definitions clean
+
+help:
+	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N)"
+	@echo "make test   - the whole test suite against a real RabbitMQ"
+	@echo "make bench  - throughput and latency figures of both async paths"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+rmq:
+	./rmq/start-native.sh
+
+# Debian's chromium for the browser tests; Playwright never downloads a browser of its own.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+dev: venv rmq
+	honcho start -f Procfile -c consumer=$(CONSUMERS),celery_worker=$(WORKERS)
+
+test: venv rmq browser
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+bench: venv rmq
+	$(PYTHON) -m bench
+
+clean:
+	rm -rf $(VENV) .state .pytest_cache .hypothesis

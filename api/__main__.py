@@ -1,0 +1,29 @@
+"""``python -m api``: configure logging from the settings and serve the application."""
+
+import logging
+
+from aiohttp import web
+
+from api.app import create_app
+from common.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("api").info(
+        "starting on %s:%s, broker %s", settings.api_host, settings.api_port, settings.rmq_url_masked
+    )
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=None,
+        access_log_format='%a "%r" %s %b %Tfs',
+    )
+
+
+if __name__ == "__main__":
+    main()

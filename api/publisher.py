@@ -1,0 +1,115 @@
+"""Publishing to RabbitMQ directly: one robust aio-pika connection for the whole process.
+
+A connection per request is the classic mistake: it costs a TCP and AMQP handshake each time and
+floods the broker with connections. Here the connection is opened once, in the background so that
+the API serves (and ``/healthz`` tells the truth) even while the broker is still starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+
+from common import topology
+from common.messages import TaskMessage
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT = 5.0
+RECONNECT_DELAY_MAX = 10.0
+
+
+class BrokerUnavailable(RuntimeError):
+    pass
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: AbstractExchange | None = None
+        self._connector: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return (
+            self._connection is not None
+            and self._exchange is not None
+            and self._connection.connected.is_set()
+        )
+
+    def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_until_done())
+
+    async def _connect_until_done(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connect()
+                return
+            except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError) as exc:
+                log.warning(
+                    "broker %s not reachable (%s), retrying in %.1f s",
+                    self._settings.rmq_url_masked, exc or type(exc).__name__, delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_DELAY_MAX)
+
+    async def _connect(self) -> None:
+        # After this first connect the robust connection re-opens itself and re-declares
+        # the exchange, queues and bindings below whenever the broker comes back.
+        connection = await aio_pika.connect_robust(self._settings.rmq_url, timeout=5)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchanges = {
+                spec.name: await channel.declare_exchange(
+                    spec.name, spec.type, durable=spec.durable
+                )
+                for spec in topology.EXCHANGES
+            }
+            for spec in topology.QUEUES:
+                queue = await channel.declare_queue(
+                    spec.name, durable=spec.durable, arguments=spec.arguments
+                )
+                for binding in topology.BINDINGS:
+                    if binding.queue == spec.name:
+                        await queue.bind(exchanges[binding.exchange], binding.routing_key)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection = connection
+        self._exchange = exchanges[topology.EXCHANGE]
+        log.info("publisher connected to %s", self._settings.rmq_url_masked)
+
+    async def publish(self, message: TaskMessage, routing_key: str = "") -> None:
+        """Publish a persistent message and wait for the broker's confirm, or raise."""
+        if not self.connected or self._exchange is None:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        amqp_message = aio_pika.Message(
+            message.to_json(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(message.task_num),
+        )
+        try:
+            # mandatory=False: a fanout ignores the routing key, so it can never be unroutable
+            # while test_direct is bound; with it, a broker restart would report spurious returns.
+            await self._exchange.publish(
+                amqp_message, routing_key=routing_key, mandatory=False, timeout=PUBLISH_TIMEOUT
+            )
+        except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
+        log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
+
+    async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
+        if self._connection is not None:
+            await self._connection.close()

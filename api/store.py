@@ -1,0 +1,157 @@
+"""The in-memory task store, as in the course, made safe for a long run.
+
+It is bounded (the oldest tasks are evicted) and its task numbers never repeat, not even across
+API restarts: a late message from an earlier run must not update a new task of the same number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.statuses import TaskStatus, can_transition
+
+log = logging.getLogger(__name__)
+
+
+class Method(enum.StrEnum):
+    RMQ = "rmq"
+    CELERY = "celery"
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+class TransitionNotAllowed(ValueError):
+    def __init__(self, current: TaskStatus, new: TaskStatus) -> None:
+        super().__init__(f"a {current} task cannot become {new}")
+        self.current = current
+        self.new = new
+
+
+@dataclasses.dataclass
+class Task:
+    task_num: int
+    method: Method
+    timeout: float
+    fail: bool = False
+    status: TaskStatus = TaskStatus.PENDING
+    worker_id: str | None = None
+    celery_id: str | None = None
+    created_at: float = dataclasses.field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from queueing to the final status: what the user waited."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.created_at
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["duration"] = self.duration
+        return data
+
+
+class TaskNumbers:
+    """Increasing task numbers that survive restarts, at one small file write per block.
+
+    The file holds the highest number handed out or reserved. A restart continues after it, so
+    a crash wastes at most one block of numbers and never reuses one.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], block: int = 1000) -> None:
+        self._path = Path(path)
+        self._block = block
+        self._next = self._read_reserved() + 1
+        self._reserved = self._next - 1
+
+    def _read_reserved(self) -> int:
+        try:
+            return int(self._path.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+
+    def _reserve(self, upto: int) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(f"{upto}\n")
+        # os.replace is atomic: a crash leaves the old or the new high-water mark, never half.
+        os.replace(tmp, self._path)
+        self._reserved = upto
+
+    def take(self) -> int:
+        if self._next > self._reserved:
+            self._reserve(self._next + self._block - 1)
+        number = self._next
+        self._next += 1
+        return number
+
+
+class TaskStore:
+    def __init__(self, numbers: TaskNumbers, limit: int) -> None:
+        self._numbers = numbers
+        self._limit = limit
+        self._tasks: OrderedDict[int, Task] = OrderedDict()
+        self._listeners: list[Callable[[Task], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def add_listener(self, listener: Callable[[Task], None]) -> None:
+        """Call ``listener(task)`` after every change: the live page subscribes here."""
+        self._listeners.append(listener)
+
+    def _changed(self, task: Task) -> None:
+        for listener in self._listeners:
+            listener(task)
+
+    def create(self, method: Method, timeout: float, fail: bool) -> Task:
+        task = Task(task_num=self._numbers.take(), method=method, timeout=timeout, fail=fail)
+        self._tasks[task.task_num] = task
+        while len(self._tasks) > self._limit:
+            self._tasks.popitem(last=False)
+        self._changed(task)
+        return task
+
+    def get(self, task_num: int) -> Task:
+        try:
+            return self._tasks[task_num]
+        except KeyError:
+            raise UnknownTask(task_num) from None
+
+    def discard(self, task_num: int) -> None:
+        """Forget a task that was never handed to a broker: nobody will ever report on it."""
+        self._tasks.pop(task_num, None)
+
+    def set_celery_id(self, task_num: int, celery_id: str) -> None:
+        self.get(task_num).celery_id = celery_id
+
+    def update_status(self, task_num: int, status: TaskStatus, worker_id: str) -> Task:
+        task = self.get(task_num)
+        if not can_transition(task.status, status):
+            raise TransitionNotAllowed(task.status, status)
+        now = time.time()
+        task.status = status
+        task.worker_id = worker_id
+        if status is TaskStatus.IN_PROGRESS:
+            task.started_at = now
+        elif status.is_final:
+            task.finished_at = now
+        self._changed(task)
+        return task
+
+    def recent(self, limit: int = 100) -> list[Task]:
+        """The newest tasks first."""
+        newest = reversed(self._tasks.values())
+        return [task for task, _ in zip(newest, range(limit), strict=False)]

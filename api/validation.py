@@ -1,0 +1,124 @@
+"""Turning what a client sent into typed requests, or into an error that names the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from api.store import Method
+from common.messages import InvalidField, parse_count, parse_flag, parse_task_num, parse_timeout
+from common.statuses import TaskStatus
+
+MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
+MAX_WORKER_ID = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRequest:
+    method: Method
+    timeout: float
+    count: int = 1
+    fail: bool = False
+    routing_key: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    task_num: int
+    status: TaskStatus
+    worker_id: str
+
+
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise InvalidField("body", "is empty, expected a JSON object")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidField("body", "is not UTF-8") from None
+    except ValueError:
+        raise InvalidField("body", "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidField("body", "must be a JSON object")
+    return data
+
+
+def parse_method(value: Any) -> Method:
+    try:
+        return Method(value)
+    except ValueError:
+        choices = " or ".join(f'"{m}"' for m in Method)
+        raise InvalidField("method", f"must be {choices}") from None
+
+
+def parse_routing_key(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidField("routing_key", "must be a string")
+    if len(value.encode()) > MAX_ROUTING_KEY:
+        raise InvalidField("routing_key", f"must be at most {MAX_ROUTING_KEY} bytes")
+    return value
+
+
+def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
+    """The JSON API's ``POST /api/tasks`` body."""
+    if "method" not in data:
+        raise InvalidField("method", "is missing")
+    if "timeout" not in data:
+        raise InvalidField("timeout", "is missing")
+    return TaskRequest(
+        method=parse_method(data["method"]),
+        timeout=parse_timeout(data["timeout"]),
+        count=parse_count(data.get("count", 1)),
+        fail=parse_flag(data.get("fail", False)),
+        routing_key=parse_routing_key(data.get("routing_key", "")),
+    )
+
+
+def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
+    """The page's forms: text fields, and a checkbox that is simply absent when unchecked."""
+    raw_timeout = form.get("processing_timeout", "")
+    if not raw_timeout.strip():
+        raise InvalidField("processing_timeout", "is empty")
+    return TaskRequest(
+        method=method,
+        timeout=parse_timeout(raw_timeout, "processing_timeout"),
+        count=parse_count(form.get("count", "1") or "1"),
+        fail="fail" in form,
+        routing_key=parse_routing_key(form.get("routing_key", "")),
+    )
+
+
+def parse_data_id(raw: str | None) -> int:
+    """``data_id`` from a query string: a plain non-negative integer, nothing else."""
+    if raw is None or not raw.strip():
+        raise InvalidField("data_id", "is empty")
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidField("data_id", "must be a whole number")
+    return int(raw)
+
+
+def parse_task_num_text(raw: str) -> int:
+    """A task number from a URL path."""
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidField("task_num", "must be a positive integer")
+    return parse_task_num(int(raw))
+
+
+def parse_status_report(data: Mapping[str, Any]) -> StatusReport:
+    """The workers' callback body."""
+    for name in ("task_num", "task_status", "worker_id"):
+        if name not in data:
+            raise InvalidField(name, "is missing")
+    try:
+        status = TaskStatus(data["task_status"])
+    except ValueError:
+        raise InvalidField("task_status", f"must be one of {', '.join(TaskStatus)}") from None
+    worker_id = data["worker_id"]
+    if not isinstance(worker_id, str) or not 0 < len(worker_id) <= MAX_WORKER_ID:
+        raise InvalidField("worker_id", f"must be a string of 1 to {MAX_WORKER_ID} characters")
+    return StatusReport(
+        task_num=parse_task_num(data["task_num"]), status=status, worker_id=worker_id
+    )

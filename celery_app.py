@@ -1,0 +1,33 @@
+"""The Celery application: ``celery -A celery_app worker --concurrency=3``.
+
+Built from the same settings as every other part; the tasks live in ``celery_tasks``.
+"""
+
+from celery import Celery
+
+from common import topology
+from common.settings import Settings
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    app = Celery("demo", broker=settings.rmq_url, backend="rpc://", include=["celery_tasks"])
+    app.conf.update(
+        task_default_queue=topology.CELERY_QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        # Report STARTED, so that AsyncResult shows more than PENDING while the task runs.
+        task_track_started=True,
+        # Ack after the work, and give the message back if the worker process dies: a killed
+        # worker's task is redelivered instead of lost. Safe because process_task is idempotent.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Each process reserves one task at a time, so that idle workers get the next ones.
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        result_expires=3600,
+    )
+    return app
+
+
+app = create_celery_app(Settings.from_env())

@@ -1,0 +1,65 @@
+"""Celery tasks: thin, plain JSON arguments, reporting through the shared callback client."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from celery import Task, shared_task
+from celery.utils.log import get_task_logger
+
+from callback_client import Outcome, StatusReporter, make_worker_id
+from common.settings import Settings
+from common.statuses import TaskStatus
+
+log = get_task_logger(__name__)
+
+
+class SimulatedFailure(RuntimeError):
+    """Raised on purpose when a task was sent with ``fail``: the retry and error lesson."""
+
+
+@functools.cache
+def reporter() -> StatusReporter:
+    # Created on first use inside each pool process, after the fork: an HTTP session must not be
+    # shared between processes.
+    return StatusReporter(Settings.from_env(), make_worker_id("celery"))
+
+
+class ReportingTask(Task):
+    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
+        log.warning(
+            "task %s: attempt %s failed (%s), retrying, worker=%s",
+            kwargs.get("task_num"), self.request.retries + 1, exc, reporter().worker_id,
+        )
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Called once the retries are used up (not after each attempt).
+        task_num = kwargs.get("task_num")
+        log.error("task %s: failed for good (%s), worker=%s", task_num, exc, reporter().worker_id)
+        if task_num is not None:
+            reporter().report(task_num, TaskStatus.ERROR)
+
+
+@shared_task(
+    bind=True,
+    base=ReportingTask,
+    autoretry_for=(SimulatedFailure,),
+    max_retries=3,
+    retry_backoff=2,
+    retry_backoff_max=16,
+    retry_jitter=False,
+)
+def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) -> str:
+    """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
+    worker_id = reporter().worker_id
+    if reporter().report(task_num, TaskStatus.IN_PROGRESS) is Outcome.ALREADY_FINAL:
+        # A redelivery after the task already ended (acks_late): the work is not done twice.
+        return "skipped"
+    log.info("task %s: working %.1f s, worker=%s", task_num, timeout, worker_id)
+    time.sleep(timeout)
+    if fail:
+        raise SimulatedFailure(f"task {task_num} was sent with fail=true")
+    reporter().report(task_num, TaskStatus.DONE)
+    log.info("task %s: done, worker=%s", task_num, worker_id)
+    return "done"

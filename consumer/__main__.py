@@ -1,0 +1,30 @@
+"""``python -m consumer``: run one consumer process until SIGTERM or Ctrl-C."""
+
+import logging
+import signal
+
+from callback_client import StatusReporter, make_worker_id
+from common.settings import Settings
+from consumer.worker import Consumer
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # pika logs every connection attempt at INFO; our own lines already say what happens.
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    reporter = StatusReporter(settings, make_worker_id("consumer"))
+    consumer = Consumer(settings, reporter)
+    # `docker stop` sends SIGTERM: stop consuming; unacked messages return to the queue.
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stop())
+    signal.signal(signal.SIGINT, lambda *_: consumer.stop())
+    try:
+        consumer.run()
+    finally:
+        reporter.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Consume ``test_direct`` with manual acks, doing the work off the connection's thread.
+
+pika is not thread-safe, and a ``BlockingConnection`` sends heartbeats only while its own thread
+runs pika code. So the connection's thread only receives and acks; the work runs in a pool of
+worker threads (one per prefetched message), and each ack is handed back to the connection's
+thread with ``add_callback_threadsafe``. A task of any length keeps its connection alive.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from callback_client import Outcome, StatusReporter
+from common import topology
+from common.messages import InvalidField, TaskMessage
+from common.settings import Settings
+from common.statuses import TaskStatus
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAY_MAX = 30.0
+
+
+def declare_topology(channel: BlockingChannel) -> None:
+    """Declare exactly what ``common.topology`` describes (the API declares the same)."""
+    for exchange in topology.EXCHANGES:
+        channel.exchange_declare(exchange.name, exchange.type, durable=exchange.durable)
+    for queue in topology.QUEUES:
+        channel.queue_declare(queue.name, durable=queue.durable, arguments=queue.arguments)
+    for binding in topology.BINDINGS:
+        channel.queue_bind(binding.queue, binding.exchange, binding.routing_key)
+
+
+class Consumer:
+    def __init__(self, settings: Settings, reporter: StatusReporter) -> None:
+        self._settings = settings
+        self._reporter = reporter
+        self._stopping = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=topology.PREFETCH_COUNT, thread_name_prefix="work"
+        )
+
+    @property
+    def worker_id(self) -> str:
+        return self._reporter.worker_id
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`, reconnecting with capped backoff when the broker goes away."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                self._consume()
+                delay = 1.0
+            except pika.exceptions.AMQPConnectionError as exc:
+                log.warning("broker unavailable (%r), reconnecting in %.0f s, worker=%s",
+                            exc, delay, self.worker_id)
+            except pika.exceptions.AMQPChannelError as exc:
+                log.error("channel closed by the broker (%r), reconnecting in %.0f s, worker=%s",
+                          exc, delay, self.worker_id)
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, RECONNECT_DELAY_MAX)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        log.info("consumer stopped, worker=%s", self.worker_id)
+
+    def _consume(self) -> None:
+        parameters = pika.URLParameters(self._settings.rmq_url)
+        self._connection = connection = pika.BlockingConnection(parameters)
+        try:
+            self._channel = channel = connection.channel()
+            declare_topology(channel)
+            # At most 3 unacked messages at a time: the broker gives the rest to other consumers.
+            channel.basic_qos(prefetch_count=topology.PREFETCH_COUNT)
+            channel.basic_consume(topology.QUEUE, self._on_message)
+            log.info("consuming %s from %s, worker=%s",
+                     topology.QUEUE, self._settings.rmq_url_masked, self.worker_id)
+            channel.start_consuming()
+        finally:
+            # Unacked messages go back to the queue when the connection closes: none is lost.
+            if connection.is_open:
+                connection.close()
+            self._connection = self._channel = None
+
+    def stop(self) -> None:
+        """Stop consuming; safe to call from a signal handler or another thread."""
+        self._stopping.set()
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            try:
+                connection.add_callback_threadsafe(self._stop_consuming)
+            except pika.exceptions.ConnectionWrongStateError:
+                pass
+
+    def _stop_consuming(self) -> None:
+        if self._channel is not None and self._channel.is_open:
+            self._channel.stop_consuming()
+
+    def _on_message(
+        self, channel: BlockingChannel, method: Basic.Deliver, _props: BasicProperties, body: bytes
+    ) -> None:
+        try:
+            message = TaskMessage.from_json(body)
+        except InvalidField as exc:
+            # A message we can never process: dead-letter it instead of requeueing it forever.
+            log.error("bad message %r rejected to %s: %s, worker=%s",
+                      body[:200], topology.DEAD_LETTER_QUEUE, exc, self.worker_id)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return
+        connection = self._connection
+        self._pool.submit(self._work, connection, channel, method.delivery_tag, message)
+
+    def _work(
+        self,
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        delivery_tag: int,
+        message: TaskMessage,
+    ) -> None:
+        """Runs in a pool thread: never touches the channel except through ``_settle``."""
+        task_num = message.task_num
+        ack = functools.partial(self._settle, connection, channel, delivery_tag, True)
+        outcome = self._reporter.report(task_num, TaskStatus.IN_PROGRESS)
+        if outcome in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK):
+            # Nobody waits for this result, or it was already produced before a redelivery.
+            log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, self.worker_id)
+            ack()
+            return
+        log.info("task %s: working %.1f s, worker=%s", task_num, message.timeout, self.worker_id)
+        if self._stopping.wait(message.timeout):
+            # Shutting down mid-task: no ack, the broker redelivers it to another consumer.
+            log.info("task %s: interrupted by shutdown, will be redelivered, worker=%s",
+                     task_num, self.worker_id)
+            return
+        if message.fail:
+            self._reporter.report(task_num, TaskStatus.ERROR)
+            log.warning("task %s: failed on purpose, rejected to %s, worker=%s",
+                        task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
+            self._settle(connection, channel, delivery_tag, False)
+            return
+        self._reporter.report(task_num, TaskStatus.DONE)
+        log.info("task %s: done, worker=%s", task_num, self.worker_id)
+        ack()
+
+    @staticmethod
+    def _settle(
+        connection: pika.BlockingConnection, channel: BlockingChannel, delivery_tag: int, ok: bool
+    ) -> None:
+        """Ack (or reject to the dead-letter queue) from the connection's own thread."""
+
+        def settle() -> None:
+            # The delivery tag belongs to this channel: after a reconnect it means nothing, and
+            # the broker has already requeued the message.
+            if not channel.is_open:
+                return
+            if ok:
+                channel.basic_ack(delivery_tag)
+            else:
+                channel.basic_reject(delivery_tag, requeue=False)
+
+        try:
+            connection.add_callback_threadsafe(settle)
+        except pika.exceptions.ConnectionWrongStateError:
+            log.info("connection closed before settling delivery %s: it will be redelivered",
+                     delivery_tag)
+
+

@@ -1,0 +1,1 @@
+"""The broker's own configuration: rabbitmq.conf and the definitions generated from common.topology."""
