@@ -5,14 +5,13 @@ import logging
 from aiohttp import web
 
 from api.app import create_app
+from common.logs import configure_logging
 from common.settings import Settings
 
 
 def main() -> None:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     logging.getLogger("api").info(
         "starting on %s:%s, broker %s", settings.api_host, settings.api_port, settings.rmq_url_masked
     )

@@ -87,9 +87,12 @@ async def get_sync_long_data(request: web.Request) -> web.Response:
     except InvalidField as exc:
         return render_home(request, status=400, sync_error=field_message(exc))
     if blocking == "1":
-        log.info("long sync request: blocking the event loop for %.0f s", LONG_REQUEST_SECONDS)
+        log.info("long sync request: waiting %.0f s in time.sleep, the event loop is blocked",
+                 LONG_REQUEST_SECONDS)
         time.sleep(LONG_REQUEST_SECONDS)
     else:
+        log.info("long sync request: waiting %.0f s in asyncio.sleep, the loop serves others",
+                 LONG_REQUEST_SECONDS)
         await asyncio.sleep(LONG_REQUEST_SECONDS)
     return _sync_answer(request, started, blocking=blocking == "1")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
@@ -19,50 +20,68 @@ class SettingsError(ValueError):
     """An environment variable has a value the demo cannot use."""
 
 
+def _env(name: str, **kwargs: Any) -> Any:
+    """A settings field read from the environment variable ``name``."""
+    return dataclasses.field(metadata={"env": name}, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    rmq_url: str = DEFAULT_RMQ_URL
+    rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL)
     # Where workers POST status callbacks; inside Docker this is the api service's name.
-    api_url: str = "http://localhost:8080/update_task_status_api/"
-    api_host: str = "0.0.0.0"
-    api_port: int = 8080
+    api_url: str = _env("API_URL", default="http://localhost:8080/update_task_status_api/")
+    api_host: str = _env("API_HOST", default="0.0.0.0")
+    api_port: int = _env("API_PORT", default=8080)
     # Empty means callbacks are open, as in the course; set it to require a bearer token.
-    callback_token: str = dataclasses.field(default="", repr=False)
+    callback_token: str = _env("CALLBACK_TOKEN", default="", repr=False)
     # Management HTTP API: read by the API for the queues panel; credentials come from rmq_url.
-    rmq_management_url: str = "http://localhost:15672/"
+    rmq_management_url: str = _env("RMQ_MANAGEMENT_URL", default="http://localhost:15672/")
     # The link shown to the user's browser (the API may reach the broker under another name).
-    rmq_management_public_url: str = "http://localhost:15672/"
+    rmq_management_public_url: str = _env(
+        "RMQ_MANAGEMENT_PUBLIC_URL", default="http://localhost:15672/"
+    )
     # Task numbers never repeat across API restarts: the allocator keeps its high-water mark here.
-    task_counter_path: str = ".state/task_counter"
-    task_store_limit: int = 10_000
-    log_level: str = "INFO"
+    task_counter_path: str = _env("TASK_COUNTER_PATH", default=".state/task_counter")
+    task_store_limit: int = _env("TASK_STORE_LIMIT", default=10_000)
+    log_level: str = _env("LOG_LEVEL", default="INFO")
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        """Every environment variable the demo reads."""
+        return [field.metadata["env"] for field in dataclasses.fields(cls)]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        defaults = cls()
-        values = {
-            "rmq_url": env.get("RMQ_URL", defaults.rmq_url),
-            "api_url": env.get("API_URL", defaults.api_url),
-            "api_host": env.get("API_HOST", defaults.api_host),
-            "api_port": _int(env, "API_PORT", defaults.api_port, minimum=1, maximum=65535),
-            "callback_token": env.get("CALLBACK_TOKEN", defaults.callback_token),
-            "rmq_management_url": env.get("RMQ_MANAGEMENT_URL", defaults.rmq_management_url),
-            "rmq_management_public_url": env.get(
-                "RMQ_MANAGEMENT_PUBLIC_URL", defaults.rmq_management_public_url
-            ),
-            "task_counter_path": env.get("TASK_COUNTER_PATH", defaults.task_counter_path),
-            "task_store_limit": _int(
-                env, "TASK_STORE_LIMIT", defaults.task_store_limit, minimum=10, maximum=10**7
-            ),
-            "log_level": env.get("LOG_LEVEL", defaults.log_level).upper(),
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get(field.metadata["env"], "")
+            if raw == "":
+                continue  # unset or empty: the default
+            values[field.name] = (
+                _int(field.metadata["env"], raw, *_INT_RANGES[field.name])
+                if field.type == "int"
+                else raw
+            )
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes :meth:`from_env` build these settings (for child processes)."""
+        return {
+            field.metadata["env"]: str(getattr(self, field.name))
+            for field in dataclasses.fields(self)
         }
-        if urlsplit(values["rmq_url"]).scheme not in ("amqp", "amqps"):
+
+    def validate(self) -> None:
+        if urlsplit(self.rmq_url).scheme not in ("amqp", "amqps"):
             raise SettingsError("RMQ_URL must start with amqp:// or amqps://")
-        for name in ("api_url", "rmq_management_url"):
-            if urlsplit(values[name]).scheme not in ("http", "https"):
+        for name in ("api_url", "rmq_management_url", "rmq_management_public_url"):
+            if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
                 raise SettingsError(f"{name.upper()} must start with http:// or https://")
-        return cls(**values)
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     @property
     def rmq_user(self) -> str:
@@ -95,10 +114,10 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+_INT_RANGES = {"api_port": (1, 65535), "task_store_limit": (10, 10**7)}
+
+
+def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
     try:
         value = int(raw)
     except ValueError:

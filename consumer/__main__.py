@@ -4,15 +4,14 @@ import logging
 import signal
 
 from callback_client import StatusReporter, make_worker_id
+from common.logs import configure_logging
 from common.settings import Settings
 from consumer.worker import Consumer
 
 
 def main() -> None:
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings)
     # pika logs every connection attempt at INFO; our own lines already say what happens.
     logging.getLogger("pika").setLevel(logging.WARNING)
     reporter = StatusReporter(settings, make_worker_id("consumer"))
