@@ -1,1 +1,1 @@
-"""The broker's own configuration: rabbitmq.conf and the definitions generated from common.topology."""
+"""The broker's configuration: rabbitmq.conf and definitions generated from common.topology."""
