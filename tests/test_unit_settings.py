@@ -1,0 +1,234 @@
+"""Unit tests of common/settings.py: pure functions of an explicit environment mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import unquote
+
+import pytest
+
+from common.settings import DEFAULT_RMQ_URL, Settings, SettingsError, mask_password
+
+# Every variable set to a value different from its default, and the field it must end up in.
+CUSTOM_ENV = {
+    "RMQ_URL": "amqps://alice:s3cret@broker.example:5671/demo",
+    "API_URL": "https://api.example/update_task_status_api/",
+    "API_HOST": "127.0.0.1",
+    "API_PORT": "9090",
+    "CALLBACK_TOKEN": "token-for-callbacks",
+    "RMQ_MANAGEMENT_URL": "https://broker.example:15671/",
+    "RMQ_MANAGEMENT_PUBLIC_URL": "https://public.example/rabbit/",
+    "TASK_COUNTER_PATH": "/var/lib/demo/counter",
+    "TASK_STORE_LIMIT": "500",
+    "LOG_LEVEL": "DEBUG",
+}
+CUSTOM_VALUES = {
+    "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
+    "api_url": "https://api.example/update_task_status_api/",
+    "api_host": "127.0.0.1",
+    "api_port": 9090,
+    "callback_token": "token-for-callbacks",
+    "rmq_management_url": "https://broker.example:15671/",
+    "rmq_management_public_url": "https://public.example/rabbit/",
+    "task_counter_path": "/var/lib/demo/counter",
+    "task_store_limit": 500,
+    "log_level": "DEBUG",
+}
+
+
+def test_empty_environment_gives_the_localhost_defaults() -> None:
+    settings = Settings.from_env({})
+
+    assert settings == Settings()
+    assert settings.rmq_url == DEFAULT_RMQ_URL
+    assert settings.api_url == "http://localhost:8080/update_task_status_api/"
+    assert settings.api_host == "0.0.0.0"
+    assert settings.api_port == 8080
+    assert settings.callback_token == ""
+    assert settings.rmq_management_url == "http://localhost:15672/"
+    assert settings.rmq_management_public_url == "http://localhost:15672/"
+    assert settings.task_counter_path == ".state/task_counter"
+    assert settings.task_store_limit == 10_000
+    assert settings.log_level == "INFO"
+
+
+def test_the_test_tables_cover_every_settings_field() -> None:
+    assert set(CUSTOM_VALUES) == {field.name for field in dataclasses.fields(Settings)}
+    for name, value in CUSTOM_VALUES.items():
+        assert getattr(Settings(), name) != value, f"{name}: the custom value is the default"
+
+
+def test_every_variable_is_honoured() -> None:
+    settings = Settings.from_env(CUSTOM_ENV)
+
+    assert dataclasses.asdict(settings) == CUSTOM_VALUES
+
+
+@pytest.mark.parametrize(("variable", "name"), list(zip(CUSTOM_ENV, CUSTOM_VALUES, strict=True)))
+def test_each_variable_alone_changes_only_its_field(variable: str, name: str) -> None:
+    settings = Settings.from_env({variable: CUSTOM_ENV[variable]})
+
+    expected = dataclasses.replace(Settings(), **{name: CUSTOM_VALUES[name]})
+    assert settings == expected
+
+
+def test_an_empty_variable_means_the_default() -> None:
+    settings = Settings.from_env({"API_PORT": "", "TASK_STORE_LIMIT": ""})
+
+    assert settings.api_port == 8080
+    assert settings.task_store_limit == 10_000
+
+
+def test_variables_of_other_programs_are_ignored() -> None:
+    assert Settings.from_env({"PATH": "/usr/bin", "HOME": "/root"}) == Settings()
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", 1), ("65535", 65535), ("5672", 5672)])
+def test_api_port_in_range_is_accepted(raw: str, value: int) -> None:
+    assert Settings.from_env({"API_PORT": raw}).api_port == value
+
+
+@pytest.mark.parametrize("raw", ["abc", "80.5", "0x50", "0", "-1", "65536", "1e3"])
+def test_bad_api_port_is_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="API_PORT"):
+        Settings.from_env({"API_PORT": raw})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("10", 10), ("10000000", 10**7)])
+def test_task_store_limit_in_range_is_accepted(raw: str, value: int) -> None:
+    assert Settings.from_env({"TASK_STORE_LIMIT": raw}).task_store_limit == value
+
+
+@pytest.mark.parametrize("raw", ["lots", "9", "0", "-5", "10000001", "100.0"])
+def test_bad_task_store_limit_is_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TASK_STORE_LIMIT"):
+        Settings.from_env({"TASK_STORE_LIMIT": raw})
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://student:qwerty@localhost:5672/", "localhost:5672", "rabbitmq", "redis://localhost/"],
+)
+def test_rmq_url_with_a_non_amqp_scheme_is_rejected_naming_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match="RMQ_URL"):
+        Settings.from_env({"RMQ_URL": url})
+
+
+@pytest.mark.parametrize("url", ["amqp://h/", "amqps://u:p@h:5671/vhost"])
+def test_rmq_url_with_an_amqp_scheme_is_accepted(url: str) -> None:
+    assert Settings.from_env({"RMQ_URL": url}).rmq_url == url
+
+
+def test_rmq_url_with_a_port_that_is_not_a_number_is_rejected_naming_the_variable() -> None:
+    # Accepting it only defers the failure: rmq_url_masked (logged when the API connects) raises.
+    with pytest.raises(SettingsError, match="RMQ_URL"):
+        Settings.from_env({"RMQ_URL": "amqp://student:qwerty@localhost:abc/"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("API_URL", "localhost:8080/update_task_status_api/"),
+        ("RMQ_MANAGEMENT_URL", "amqp://localhost:15672/"),
+    ],
+)
+def test_http_urls_with_another_scheme_are_rejected_naming_the_variable(
+    variable: str, url: str
+) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: url})
+
+
+def test_unknown_log_level_is_rejected_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="LOG_LEVEL"):
+        Settings.from_env({"LOG_LEVEL": "LOUD"})
+
+
+def test_credentials_come_from_the_url() -> None:
+    settings = Settings(rmq_url="amqp://alice:s3cret@h:5672/")
+
+    assert settings.rmq_user == "alice"
+    assert settings.rmq_password == "s3cret"
+
+
+def test_percent_encoded_credentials_are_decoded() -> None:
+    settings = Settings(rmq_url="amqp://al%40ice:p%40ss%3Aword%2F@h:5672/")
+
+    assert settings.rmq_user == "al@ice"
+    assert settings.rmq_password == "p@ss:word/"
+
+
+def test_missing_credentials_are_rabbitmqs_guest() -> None:
+    settings = Settings(rmq_url="amqp://h:5672/")
+
+    assert settings.rmq_user == "guest"
+    assert settings.rmq_password == "guest"
+
+
+@pytest.mark.parametrize(
+    ("url", "vhost"),
+    [
+        ("amqp://h:5672/", "/"),
+        ("amqp://h:5672", "/"),
+        ("amqp://h:5672/test", "test"),
+        ("amqp://h:5672/%2F", "/"),
+        ("amqp://h:5672/my%20vhost", "my vhost"),
+    ],
+)
+def test_rmq_vhost_as_amqp_clients_read_it(url: str, vhost: str) -> None:
+    assert Settings(rmq_url=url).rmq_vhost == vhost
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("amqp://student:qwerty@localhost:5672/", "amqp://student:***@localhost:5672/"),
+        ("amqps://u:p@h/%2F?heartbeat=30", "amqps://u:***@h/%2F?heartbeat=30"),
+        ("amqp://u:p%40ss%3Aw@h:5672/v", "amqp://u:***@h:5672/v"),
+        ("amqp://:secret@h/", "amqp://:***@h/"),
+        ("amqp://al%40ice:pw@h/", "amqp://al%40ice:***@h/"),
+    ],
+)
+def test_mask_password_hides_the_password(url: str, masked: str) -> None:
+    assert mask_password(url) == masked
+
+
+@pytest.mark.parametrize("password", ["qwerty", "p%40ss", "p%3Ass%2Fword", "%E2%82%AC-euro"])
+def test_mask_password_leaves_no_trace_of_the_password(password: str) -> None:
+    masked = mask_password(f"amqp://user:{password}@host:5672/")
+
+    assert password not in masked
+    assert unquote(password) not in masked
+    assert "***" in masked
+
+
+def test_mask_password_keeps_an_ipv6_host_a_valid_url() -> None:
+    assert mask_password("amqp://u:secret@[::1]:5672/") == "amqp://u:***@[::1]:5672/"
+
+
+@pytest.mark.parametrize(
+    "url", ["amqp://localhost:5672/", "amqp://user@localhost/", "amqp://h", "http://example/x?y=1"]
+)
+def test_mask_password_leaves_a_url_without_password_unchanged(url: str) -> None:
+    assert mask_password(url) == url
+
+
+def test_rmq_url_masked_hides_the_settings_password() -> None:
+    settings = Settings(rmq_url="amqp://alice:s3cret@h:5672/")
+
+    assert settings.rmq_url_masked == "amqp://alice:***@h:5672/"
+
+
+def test_callback_token_is_not_in_repr() -> None:
+    settings = Settings.from_env({"CALLBACK_TOKEN": "very-secret-token-1234"})
+
+    assert settings.callback_token == "very-secret-token-1234"
+    assert "very-secret-token-1234" not in repr(settings)
+    assert "very-secret-token-1234" not in str(settings)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.api_port = 1  # type: ignore[misc]
