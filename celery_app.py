@@ -24,7 +24,13 @@ def create_celery_app(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         # Each process reserves one task at a time, so that idle workers get the next ones.
         worker_prefetch_multiplier=1,
+        # Wait for the broker's confirm on every publish: a 202 from the API means the broker
+        # has the task, even if it goes down a moment later.
+        broker_transport_options={"confirm_publish": True},
         broker_connection_retry_on_startup=True,
+        # Tasks running when the broker connection drops are redelivered anyway (acks_late):
+        # stop them rather than finish work whose ack can no longer reach the broker.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         result_expires=3600,
     )
     return app

@@ -53,8 +53,10 @@ class ReportingTask(Task):
 def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) -> str:
     """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
     worker_id = reporter().worker_id
-    if reporter().report(task_num, TaskStatus.IN_PROGRESS) is Outcome.ALREADY_FINAL:
-        # A redelivery after the task already ended (acks_late): the work is not done twice.
+    outcome = reporter().report(task_num, TaskStatus.IN_PROGRESS)
+    if outcome in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK):
+        # Already ended before a redelivery (acks_late), or the API forgot it: nobody waits.
+        log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return "skipped"
     log.info("task %s: working %.1f s, worker=%s", task_num, timeout, worker_id)
     time.sleep(timeout)

@@ -26,7 +26,7 @@ from common.statuses import TaskStatus
 
 log = logging.getLogger(__name__)
 
-RECONNECT_DELAY_MAX = 30.0
+RECONNECT_DELAY_MAX = 10.0
 
 
 def declare_topology(channel: BlockingChannel) -> None:

@@ -6,6 +6,7 @@ demo running on the same broker (`make dev`) is neither disturbed nor disturbing
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import uuid
@@ -51,8 +52,9 @@ def management_url(settings: Settings, path: str) -> str:
     return settings.rmq_management_url.rstrip("/") + "/api/" + path
 
 
-@pytest.fixture(scope="session")
-def vhost(base_settings: Settings, management: requests.Session) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_vhost(base_settings: Settings, management: requests.Session) -> Iterator[str]:
+    """A new, empty vhost on the real broker, deleted afterwards with everything in it."""
     name = f"test-{uuid.uuid4().hex[:8]}"
     quoted = quote(name, safe="")
     management.put(management_url(base_settings, f"vhosts/{quoted}"), timeout=10).raise_for_status()
@@ -61,13 +63,14 @@ def vhost(base_settings: Settings, management: requests.Session) -> Iterator[str
         json={"configure": ".*", "write": ".*", "read": ".*"},
         timeout=10,
     ).raise_for_status()
-    yield name
-    management.delete(management_url(base_settings, f"vhosts/{quoted}"), timeout=30)
+    try:
+        yield name
+    finally:
+        management.delete(management_url(base_settings, f"vhosts/{quoted}"), timeout=30)
 
 
-@pytest.fixture(scope="session")
-def settings(base_settings: Settings, vhost: str, tmp_path_factory) -> Settings:
-    """Settings of the demo under test: its own vhost, its own port, its own task counter."""
+def demo_settings(base_settings: Settings, vhost: str, state_dir: Path) -> Settings:
+    """Settings of one demo under test: its own vhost, its own port, its own task counter."""
     port = free_port()
     return dataclasses.replace(
         base_settings,
@@ -75,9 +78,29 @@ def settings(base_settings: Settings, vhost: str, tmp_path_factory) -> Settings:
         api_host="127.0.0.1",
         api_port=port,
         api_url=f"http://127.0.0.1:{port}/update_task_status_api/",
-        task_counter_path=str(tmp_path_factory.mktemp("state") / "task_counter"),
+        task_counter_path=str(state_dir / "task_counter"),
         log_level="INFO",
     )
+
+
+@pytest.fixture(scope="session")
+def vhost(base_settings: Settings, management: requests.Session) -> Iterator[str]:
+    with scratch_vhost(base_settings, management) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings, vhost: str, tmp_path_factory) -> Settings:
+    """The settings of the session's shared demo (the ``api``, ``consumer``, ``celery_worker``)."""
+    return demo_settings(base_settings, vhost, tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture
+def fresh_settings(base_settings: Settings, management: requests.Session, tmp_path) -> Iterator[Settings]:
+    """Settings for a demo of one test's own, in a vhost of its own: for fault tests that start,
+    kill and count everything themselves without the shared processes taking their messages."""
+    with scratch_vhost(base_settings, management) as name:
+        yield demo_settings(base_settings, name, tmp_path)
 
 
 class Services:
@@ -103,9 +126,9 @@ class Services:
         self.started.append(service)
         return service
 
-    def start_api(self, settings: Settings) -> Service:
+    def start_api(self, settings: Settings) -> ApiClient:
         service = self.start("api", settings)
-        client = ApiClient(f"http://127.0.0.1:{settings.api_port}")
+        client = ApiClient(f"http://127.0.0.1:{settings.api_port}", service)
 
         def ready() -> bool:
             assert service.alive(), service.log()
@@ -113,7 +136,7 @@ class Services:
             return health["broker"] == "connected"
 
         wait_for(ready, 30, what="the api to connect to the broker")
-        return service
+        return client
 
     def start_workers(self, kind: str, settings: Settings, count: int = 1) -> list[Service]:
         """Start ``count`` consumers or Celery workers and wait until the broker sees them."""
@@ -155,8 +178,7 @@ def own_services(tmp_path) -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def api(settings: Settings, services: Services) -> ApiClient:
-    service = services.start_api(settings)
-    return ApiClient(f"http://127.0.0.1:{settings.api_port}", service)
+    return services.start_api(settings)
 
 
 @pytest.fixture(scope="session")

@@ -158,10 +158,7 @@ def test_task_numbers_never_repeat_across_api_restarts(settings, own_services, t
     own = dataclasses.replace(settings, task_counter_path=str(tmp_path / "counter"))
     numbers = []
     for _ in range(2):
-        port = free_port()
-        run = dataclasses.replace(own, api_port=port)
-        service = own_services.start_api(run)
-        client = ApiClient(f"http://127.0.0.1:{port}")
+        client = own_services.start_api(dataclasses.replace(own, api_port=free_port()))
         numbers += [t["task_num"] for t in client.send("rmq", timeout=0, count=2)]
-        service.stop()
+        client.service.stop()
     assert numbers == sorted(numbers) and len(set(numbers)) == 4

@@ -1,0 +1,96 @@
+"""Faults the course teaches about, done for real: killed workers, a restarted API, slow work.
+
+Each test runs a demo of its own in a vhost of its own (``fresh_settings``), so that it can kill
+and count processes without the shared ones taking its messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+from common import topology
+from tests.support import queue_state, wait_for
+
+
+def worker_of(service) -> str:
+    """The worker id a consumer process reports under (see callback_client.make_worker_id)."""
+    return f"consumer@{socket.gethostname()}:{service.pid}"
+
+
+def test_killed_consumer_messages_go_to_another_consumer(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    [doomed] = own_services.start_workers("consumer", fresh_settings)
+    tasks = api.send("rmq", timeout=3, count=3)
+    numbers = [t["task_num"] for t in tasks]
+    # The only consumer has taken all three (prefetch 3) and is working on them.
+    wait_for(lambda: all(api.task(n)["worker_id"] == worker_of(doomed) for n in numbers), 10,
+             what="the first consumer to start all three tasks")
+    survivor_services = own_services.start_workers("consumer", fresh_settings)
+    doomed.kill()
+    finished = api.wait_final(numbers, timeout=30)
+    assert {t["status"] for t in finished} == {"DONE"}
+    assert {t["worker_id"] for t in finished} == {worker_of(survivor_services[0])}
+
+
+def test_killed_celery_worker_task_is_redelivered(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    [doomed] = own_services.start_workers("celery_worker", fresh_settings)
+    [task] = api.send("celery", timeout=4)
+    first = wait_for(lambda: api.task(task["task_num"])["worker_id"], 15,
+                     what="the first worker to start the task")
+    doomed.kill()  # the main process and its pool children, mid-task
+    own_services.start_workers("celery_worker", fresh_settings)
+    [finished] = api.wait_final([task["task_num"]], timeout=40)
+    assert finished["status"] == "DONE"
+    assert finished["worker_id"] != first
+
+
+def test_consumer_rides_out_an_api_restart(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    [consumer] = own_services.start_workers("consumer", fresh_settings)
+    tasks = api.send("rmq", timeout=1, count=6)
+    numbers = [t["task_num"] for t in tasks]
+    api.service.kill()
+    # The consumer's reports now fail; it gives up on each after a few retries and goes on.
+    wait_for(lambda: "report failed" in consumer.log(), 20, what="a failed report")
+    restarted = own_services.start_api(fresh_settings)
+    # Every message is settled: done while the API was away, or skipped as unknown after.
+    wait_for(lambda: all(f"task {n}: done" in consumer.log() or f"task {n}: skipped" in consumer.log()
+                         for n in numbers), 60, what="the consumer to settle every message")
+    wait_for(lambda: queue_state(fresh_settings.rmq_url, topology.QUEUE)[0] == 0, 10,
+             what="an empty queue")
+    # The consumer is not wedged: a new task through the restarted API runs to DONE.
+    [task] = restarted.send("rmq", timeout=0)
+    assert task["task_num"] > max(numbers)
+    assert restarted.wait_final([task["task_num"]])[0]["status"] == "DONE"
+
+
+def test_work_longer_than_the_heartbeat_keeps_its_connection(fresh_settings, own_services) -> None:
+    settings = dataclasses.replace(fresh_settings, rmq_url=fresh_settings.rmq_url + "?heartbeat=2")
+    api = own_services.start_api(settings)
+    [consumer] = own_services.start_workers("consumer", settings)
+    [worker] = own_services.start_workers("celery_worker", settings)
+    tasks = api.send("rmq", timeout=10) + api.send("celery", timeout=10)
+    finished = api.wait_final([t["task_num"] for t in tasks], timeout=40)
+    assert {t["status"] for t in finished} == {"DONE"}
+    # One connection each, all along: no reconnect was needed.
+    assert consumer.log().count("consuming test_direct") == 1
+    assert "broker unavailable" not in consumer.log()
+    assert "Connection to broker lost" not in worker.log()
+    assert "Reconnecting" not in api.service.log()
+
+
+def test_late_callback_never_moves_a_task_backwards(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)  # no workers: the test plays the worker
+    [task] = api.send("rmq", timeout=0)
+    callback = api.url("/update_task_status_api/")
+
+    def report(status: str) -> int:
+        body = {"task_num": task["task_num"], "task_status": status, "worker_id": "test@here:1"}
+        return api.session.post(callback, json=body, timeout=5).status_code
+
+    assert [report(s) for s in ("IN_PROGRESS", "DONE", "IN_PROGRESS", "DONE", "ERROR")] == [
+        200, 200, 409, 409, 409,
+    ]
+    assert api.task(task["task_num"])["status"] == "DONE"
