@@ -71,6 +71,8 @@ class TaskNumbers:
     """
 
     def __init__(self, path: str | os.PathLike[str], block: int = 1000) -> None:
+        if block < 1:
+            raise ValueError("block must be at least 1")
         self._path = Path(path)
         self._block = block
         self._next = self._read_reserved() + 1

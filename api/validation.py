@@ -13,6 +13,7 @@ from common.statuses import TaskStatus
 
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
+MAX_DIGITS = 18  # numbers in URLs: far more than any task number, still a 64-bit integer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidField("body", "is not UTF-8") from None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InvalidField("body", "is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidField("body", "must be a JSON object")
@@ -95,14 +96,15 @@ def parse_data_id(raw: str | None) -> int:
     if raw is None or not raw.strip():
         raise InvalidField("data_id", "is empty")
     raw = raw.strip()
-    if not raw.isascii() or not raw.isdigit():
+    # Length first: int() refuses strings of thousands of digits with a plain ValueError.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
         raise InvalidField("data_id", "must be a whole number")
     return int(raw)
 
 
 def parse_task_num_text(raw: str) -> int:
     """A task number from a URL path."""
-    if not raw.isascii() or not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
         raise InvalidField("task_num", "must be a positive integer")
     return parse_task_num(int(raw))
 

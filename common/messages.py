@@ -26,12 +26,16 @@ def parse_timeout(value: Any, field: str = "timeout") -> float:
         raise InvalidField(field, "must be a number of seconds")
     if isinstance(value, str):
         try:
-            value = float(value.strip())
+            # ASCII only: float() would also read other scripts' digits ("١٢").
+            value = float(value.strip()) if value.isascii() else math.nan
         except ValueError:
             raise InvalidField(field, "must be a number of seconds") from None
     if not isinstance(value, int | float):
         raise InvalidField(field, "must be a number of seconds")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer of hundreds of digits, as JSON allows
+        value = math.inf
     if not math.isfinite(value) or not 0 <= value <= MAX_TIMEOUT:
         raise InvalidField(field, f"must be between 0 and {MAX_TIMEOUT:g} seconds")
     return value
@@ -39,10 +43,10 @@ def parse_timeout(value: Any, field: str = "timeout") -> float:
 
 def parse_count(value: Any, field: str = "count") -> int:
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InvalidField(field, "must be a whole number") from None
+        value = value.strip()
+        if not value.isascii() or not value.isdigit() or len(value) > 9:
+            raise InvalidField(field, f"must be a whole number from 1 to {MAX_BATCH}")
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(field, "must be a whole number")
     if not 1 <= value <= MAX_BATCH:
@@ -78,7 +82,8 @@ class TaskMessage:
         """Parse a message body; :class:`InvalidField` says why a message must be dead-lettered."""
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: thousands of nested brackets are valid JSON that Python won't parse.
             raise InvalidField("body", "is not JSON") from None
         if not isinstance(data, dict):
             raise InvalidField("body", "must be a JSON object")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
 
@@ -27,7 +27,8 @@ def _env(name: str, **kwargs: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL)
+    # Not in repr(): the URL carries the password; log rmq_url_masked instead.
+    rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL, repr=False)
     # Where workers POST status callbacks; inside Docker this is the api service's name.
     api_url: str = _env("API_URL", default="http://localhost:8080/update_task_status_api/")
     api_host: str = _env("API_HOST", default="0.0.0.0")
@@ -75,8 +76,13 @@ class Settings:
         }
 
     def validate(self) -> None:
-        if urlsplit(self.rmq_url).scheme not in ("amqp", "amqps"):
+        rmq = urlsplit(self.rmq_url)
+        if rmq.scheme not in ("amqp", "amqps"):
             raise SettingsError("RMQ_URL must start with amqp:// or amqps://")
+        try:
+            rmq.port  # urlsplit checks the port only when it is read
+        except ValueError:
+            raise SettingsError("RMQ_URL has a port that is not a number") from None
         for name in ("api_url", "rmq_management_url", "rmq_management_public_url"):
             if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
                 raise SettingsError(f"{name.upper()} must start with http:// or https://")
@@ -107,11 +113,10 @@ def mask_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{quote(unquote(parts.username or ''), safe='')}:***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    # Rebuilt from the raw netloc, so that "[::1]:5672" and the like stay as they were.
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 _INT_RANGES = {"api_port": (1, 65535), "task_store_limit": (10, 10**7)}

@@ -116,6 +116,12 @@ class Consumer:
                       body[:200], topology.DEAD_LETTER_QUEUE, exc, self.worker_id)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
+        except Exception:
+            # A poison message must not kill the consumer (and then the next one, on redelivery).
+            log.exception("unreadable message %r rejected to %s, worker=%s",
+                          body[:200], topology.DEAD_LETTER_QUEUE, self.worker_id)
+            channel.basic_reject(method.delivery_tag, requeue=False)
+            return
         connection = self._connection
         self._pool.submit(self._work, connection, channel, method.delivery_tag, message)
 
