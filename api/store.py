@@ -49,6 +49,8 @@ class Task:
     created_at: float = dataclasses.field(default_factory=time.time)
     started_at: float | None = None
     finished_at: float | None = None
+    # Set when the task re-runs a dead-lettered message: the number of the task that died.
+    replay_of: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -118,8 +120,16 @@ class TaskStore:
         for listener in self._listeners:
             listener(task)
 
-    def create(self, method: Method, timeout: float, fail: bool) -> Task:
-        task = Task(task_num=self._numbers.take(), method=method, timeout=timeout, fail=fail)
+    def create(
+        self, method: Method, timeout: float, fail: bool, replay_of: int | None = None
+    ) -> Task:
+        task = Task(
+            task_num=self._numbers.take(),
+            method=method,
+            timeout=timeout,
+            fail=fail,
+            replay_of=replay_of,
+        )
         self._tasks[task.task_num] = task
         while len(self._tasks) > self._limit:
             self._tasks.popitem(last=False)
