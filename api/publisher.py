@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import aio_pika
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
 from common import topology
 from common.messages import TaskMessage
@@ -105,6 +106,23 @@ class Publisher:
         except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
             raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
         log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
+
+    @contextlib.asynccontextmanager
+    async def channel(self) -> AsyncIterator[AbstractChannel]:
+        """A short-lived channel on the same connection, for work other than publishing.
+
+        The dead-letter panel gets, acks and purges with it: still one connection per process.
+        """
+        if not self.connected or self._connection is None:
+            raise BrokerUnavailable("not connected to RabbitMQ")
+        try:
+            channel = await self._connection.channel()
+        except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
+            raise BrokerUnavailable(f"no channel: {exc or type(exc).__name__}") from exc
+        try:
+            yield channel
+        finally:
+            await channel.close()
 
     async def close(self) -> None:
         if self._connector is not None:
