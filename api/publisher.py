@@ -35,6 +35,7 @@ class Publisher:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._connector: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     @property
     def connected(self) -> bool:
@@ -49,7 +50,7 @@ class Publisher:
 
     async def _connect_until_done(self) -> None:
         delay = 0.5
-        while True:
+        while not self._closing.is_set():
             try:
                 await self._connect()
                 return
@@ -58,8 +59,10 @@ class Publisher:
                     "broker %s not reachable (%s), retrying in %.1f s",
                     self._settings.rmq_url_masked, exc or type(exc).__name__, delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_DELAY_MAX)
+            # Sleep until the next attempt, or until close() asks us to stop.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
+            delay = min(delay * 2, RECONNECT_DELAY_MAX)
 
     async def _connect(self) -> None:
         # After this first connect the robust connection re-opens itself and re-declares
@@ -87,10 +90,18 @@ class Publisher:
         self._exchange = exchanges[topology.EXCHANGE]
         log.info("publisher connected to %s", self._settings.rmq_url_masked)
 
+    async def _wait_connected(self, timeout: float) -> None:
+        """Give a (re)connecting broker a few seconds before telling the client it is down."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.connected:
+            if loop.time() >= deadline or self._closing.is_set():
+                raise BrokerUnavailable("not connected to RabbitMQ")
+            await asyncio.sleep(0.1)
+
     async def publish(self, message: TaskMessage, routing_key: str = "") -> None:
         """Publish a persistent message and wait for the broker's confirm, or raise."""
-        if not self.connected or self._exchange is None:
-            raise BrokerUnavailable("not connected to RabbitMQ")
+        await self._wait_connected(PUBLISH_TIMEOUT)
         amqp_message = aio_pika.Message(
             message.to_json(),
             content_type="application/json",
@@ -125,9 +136,10 @@ class Publisher:
             await channel.close()
 
     async def close(self) -> None:
+        self._closing.set()
         if self._connector is not None:
-            self._connector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connector
+            # Not cancelled: a connect_robust() cancelled halfway leaves its reconnect task
+            # running with nobody to close it. An attempt ends within its 5 s timeout.
+            await self._connector
         if self._connection is not None:
             await self._connection.close()

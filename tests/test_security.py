@@ -1,0 +1,57 @@
+"""The callback token, and no secret in any log line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from api.app import create_app
+
+TOKEN = "s3cret-callback-token"
+
+
+@pytest.fixture
+async def guarded(aiohttp_client, settings, tmp_path):
+    own = dataclasses.replace(
+        settings, callback_token=TOKEN, task_counter_path=str(tmp_path / "task_counter")
+    )
+    return await aiohttp_client(create_app(own))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+     {"Authorization": f"Basic {TOKEN}"}, {"Authorization": f"Bearer {TOKEN}x"}],
+)
+async def test_callback_without_the_right_token_is_401(guarded, headers) -> None:
+    body = {"task_num": 1, "task_status": "DONE", "worker_id": "w"}
+    response = await guarded.post("/update_task_status_api/", json=body, headers=headers)
+    assert response.status == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "Authorization" in (await response.json())["error"]
+
+
+async def test_callback_with_the_token_is_accepted(guarded) -> None:
+    created = await guarded.post("/api/tasks", json={"method": "rmq", "timeout": 0})
+    [task] = (await created.json())["tasks"]
+    body = {"task_num": task["task_num"], "task_status": "IN_PROGRESS", "worker_id": "w"}
+    response = await guarded.post(
+        "/update_task_status_api/", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status == 200
+
+
+def test_workers_send_the_token_and_no_log_shows_a_secret(fresh_settings, own_services) -> None:
+    settings = dataclasses.replace(fresh_settings, callback_token=TOKEN)
+    api = own_services.start_api(settings)
+    [consumer] = own_services.start_workers("consumer", settings)
+    [worker] = own_services.start_workers("celery_worker", settings)
+    tasks = api.send("rmq", timeout=0, count=2) + api.send("celery", timeout=0, count=2)
+    finished = api.wait_final([t["task_num"] for t in tasks])
+    assert {t["status"] for t in finished} == {"DONE"}
+    for service in (api.service, consumer, worker):
+        log = service.log()
+        assert TOKEN not in log
+        assert f":{settings.rmq_password}@" not in log
+        assert settings.rmq_url not in log
