@@ -22,7 +22,11 @@ from common.messages import TaskMessage
 log = logging.getLogger(__name__)
 
 # Bounded broker retries: with the broker down, a request fails in about two seconds, not hangs.
-PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+# ...except where Celery ignores them: after a connection broke, the rpc:// backend re-declares
+# its reply queue with unbounded retries (celery/celery#6911). Past this, the client gets a 503;
+# if that send completes once the broker is back, the worker finds the task unknown and skips it.
+SEND_TIMEOUT = 5.0
 
 
 class CeleryGateway:
@@ -39,9 +43,11 @@ class CeleryGateway:
     async def send(self, message: TaskMessage) -> str:
         """Queue ``process_task`` and return its Celery task id."""
         try:
-            result = await self._run(self._send, message)
+            result = await asyncio.wait_for(self._run(self._send, message), SEND_TIMEOUT)
         except OperationalError as exc:
             raise BrokerUnavailable(f"Celery could not reach the broker: {exc}") from exc
+        except asyncio.TimeoutError:
+            raise BrokerUnavailable("Celery could not reach the broker in time") from None
         log.info("task %s: sent to Celery as %s", message.task_num, result.id)
         return result.id
 

@@ -33,6 +33,9 @@ async def submit(app: web.Application, request: TaskRequest) -> list[Task]:
             if request.method is Method.RMQ:
                 await app[publisher_key].publish(message, request.routing_key)
             else:
+                # Both paths share one broker, and the publisher's connection notices at once
+                # when it goes away; Celery's client would only find out by hanging.
+                await app[publisher_key].wait_connected()
                 store.set_celery_id(task.task_num, await app[celery_key].send(message))
         except BrokerUnavailable as exc:
             # Not in any queue, so no worker will ever report on it: forget it rather than

@@ -22,6 +22,8 @@ from common.settings import Settings
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
+# How long a publish waits for a reconnecting broker before the client gets a 503.
+CONNECT_WAIT = 2.0
 RECONNECT_DELAY_MAX = 10.0
 
 
@@ -90,7 +92,7 @@ class Publisher:
         self._exchange = exchanges[topology.EXCHANGE]
         log.info("publisher connected to %s", self._settings.rmq_url_masked)
 
-    async def _wait_connected(self, timeout: float) -> None:
+    async def wait_connected(self, timeout: float = CONNECT_WAIT) -> None:
         """Give a (re)connecting broker a few seconds before telling the client it is down."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -101,7 +103,7 @@ class Publisher:
 
     async def publish(self, message: TaskMessage, routing_key: str = "") -> None:
         """Publish a persistent message and wait for the broker's confirm, or raise."""
-        await self._wait_connected(PUBLISH_TIMEOUT)
+        await self.wait_connected()
         amqp_message = aio_pika.Message(
             message.to_json(),
             content_type="application/json",
