@@ -81,11 +81,11 @@ async def get_sync_long_data(request: web.Request) -> web.Response:
     started = time.monotonic()
     blocking = request.query.get("blocking", "1")
     if blocking not in ("0", "1"):
-        return render_home(request, status=400, sync_error="blocking: должно быть 0 или 1")
+        return _sync_error(request, 400, "blocking: должно быть 0 или 1", field="blocking")
     try:
         parse_data_id(request.query.get("data_id"))
     except InvalidField as exc:
-        return render_home(request, status=400, sync_error=field_message(exc))
+        return _sync_error(request, 400, field_message(exc), field=exc.field)
     if blocking == "1":
         log.info("long sync request: waiting %.0f s in time.sleep, the event loop is blocked",
                  LONG_REQUEST_SECONDS)
@@ -101,10 +101,10 @@ def _sync_answer(request: web.Request, started: float, **extra: Any) -> web.Resp
     try:
         data_id = parse_data_id(request.query.get("data_id"))
     except InvalidField as exc:
-        return render_home(request, status=400, sync_error=field_message(exc))
+        return _sync_error(request, 400, field_message(exc), field=exc.field)
     if data_id not in ITEMS:
-        return render_home(
-            request, status=404, sync_error=f"Нет товара с data_id={data_id}: есть 10–16"
+        return _sync_error(
+            request, 404, f"Нет товара с data_id={data_id}: есть 10–16", field="data_id"
         )
     result = {
         "data_id": data_id,
@@ -112,7 +112,20 @@ def _sync_answer(request: web.Request, started: float, **extra: Any) -> web.Resp
         "seconds": time.monotonic() - started,
         **extra,
     }
+    if _wants_json(request):
+        return web.json_response(result)
     return render_home(request, sync_result=result)
+
+
+def _wants_json(request: web.Request) -> bool:
+    """The page's script asks for JSON (it stays on the page); a plain form gets the page."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _sync_error(request: web.Request, status: int, message: str, field: str) -> web.Response:
+    if _wants_json(request):
+        return web.json_response({"error": message, "field": field}, status=status)
+    return render_home(request, status=status, sync_error=message)
 
 
 async def send_celery_task(request: web.Request) -> web.Response:

@@ -1,0 +1,190 @@
+"""The dead-letter queue: look at what died and why, replay it, or throw it away.
+
+A message lands in ``test_direct_rejected`` when the consumer rejects it (``requeue=False``):
+the task failed, or the body was not a task at all. RabbitMQ adds an ``x-death`` header saying
+from which queue, why and when. Looking goes through the management API (it leaves the messages
+in place); replaying and purging go over the API's own AMQP connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import logging
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+from aiohttp import web
+
+from api.publisher import BrokerUnavailable
+from api.store import Method
+from api.typedefs import management_key, publisher_key, store_key
+from common import topology
+from common.messages import InvalidField, TaskMessage
+
+log = logging.getLogger(__name__)
+
+SHOWN_BODY = 300  # characters of a body the panel shows
+MAX_REPLAY = 1000  # messages one replay takes, so that a click always ends
+GET_TIMEOUT = 5.0
+AMQP_ERRORS = (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError)
+
+
+@dataclasses.dataclass(frozen=True)
+class Death:
+    """The newest ``x-death`` entry: where and why the message died, and how often."""
+
+    reason: str
+    queue: str
+    count: int
+    time: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    body: str
+    body_bytes: int
+    death: Death | None
+    task_num: int | None  # the task that died, if the body is a task message
+    problem: str | None  # why the body is not a task message (so it cannot be replayed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ReplayReport:
+    replayed: list[dict[str, int]] = dataclasses.field(default_factory=list)
+    kept: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "replayed": self.replayed,
+            "kept": self.kept,
+            "replayed_count": len(self.replayed),
+            "kept_count": len(self.kept),
+        }
+
+
+class ReplayFailed(RuntimeError):
+    """The broker went away mid-replay; ``report`` says what was done before."""
+
+    def __init__(self, reason: str, report: ReplayReport) -> None:
+        super().__init__(reason)
+        self.report = report
+
+
+def shown(body: bytes) -> str:
+    """A body as the panel shows it: text, cut short, undecodable bytes replaced."""
+    text = body.decode("utf-8", errors="replace")
+    return text if len(text) <= SHOWN_BODY else text[:SHOWN_BODY] + "…"
+
+
+def problem_with(body: bytes) -> str | None:
+    """Why the body is no task message (the consumer's own check), or None if it is one."""
+    try:
+        TaskMessage.from_json(body)
+    except InvalidField as exc:
+        return str(exc)
+    return None
+
+
+def describe(message: dict[str, Any]) -> DeadLetter:
+    """One message as the management API's ``/get`` returns it, made fit for the panel."""
+    payload = message.get("payload", "")
+    if message.get("payload_encoding") == "base64":
+        try:
+            body = base64.b64decode(payload)
+        except (binascii.Error, ValueError):
+            body = b""
+    else:
+        body = payload.encode()
+    size = message.get("payload_bytes", len(body))
+    if len(body) < size:
+        # The broker cut it (PEEK_TRUNCATE): a message that long is no task message anyway.
+        problem: str | None = f"body: too long to be a task message ({size} bytes)"
+        task_num = None
+    else:
+        problem = problem_with(body)
+        task_num = None if problem else TaskMessage.from_json(body).task_num
+    headers = (message.get("properties") or {}).get("headers") or {}
+    return DeadLetter(shown(body), size, _death(headers), task_num, problem)
+
+
+def _death(headers: dict[str, Any]) -> Death | None:
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
+        return None
+    newest = deaths[0]  # RabbitMQ keeps the most recent death first
+    return Death(
+        reason=str(newest.get("reason", "")),
+        queue=str(newest.get("queue", "")),
+        count=int(newest.get("count", 1)),
+        time=newest.get("time"),
+    )
+
+
+async def peek(app: web.Application, limit: int) -> tuple[list[DeadLetter], int]:
+    """Up to ``limit`` dead letters and how many the queue holds in all."""
+    raw = await app[management_key].peek(topology.DEAD_LETTER_QUEUE, limit)
+    # Each message carries how many were left behind it when it was taken.
+    total = raw[0].get("message_count", len(raw) - 1) + 1 if raw else 0
+    return [describe(message) for message in raw], total
+
+
+async def replay(app: web.Application) -> ReplayReport:
+    """Publish every dead task message again as a new task; leave the rest where they are.
+
+    "The bug is fixed": a replayed task gets a new number, ``fail=False`` and ``replay_of`` =
+    the number of the task that died. Its dead letter is acked only after the broker has
+    confirmed the new message, so a crash in between replays it twice rather than never.
+    """
+    store, publisher = app[store_key], app[publisher_key]
+    report = ReplayReport()
+    kept: list[AbstractIncomingMessage] = []
+    try:
+        async with publisher.channel() as channel:
+            queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
+            for _ in range(MAX_REPLAY):
+                message = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
+                if message is None:
+                    break  # the queue is empty
+                try:
+                    dead = TaskMessage.from_json(message.body)
+                except InvalidField as exc:
+                    # Held unacked, so the loop does not get it again; requeued below.
+                    kept.append(message)
+                    report.kept.append({"body": shown(message.body), "problem": str(exc)})
+                    continue
+                task = store.create(Method.RMQ, dead.timeout, fail=False, replay_of=dead.task_num)
+                try:
+                    await publisher.publish(TaskMessage(task.task_num, task.timeout))
+                except BrokerUnavailable:
+                    store.discard(task.task_num)  # never published: nobody will report on it
+                    raise
+                await message.ack()
+                report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
+                log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
+            for message in kept:
+                await message.nack(requeue=True)
+    except (BrokerUnavailable, *AMQP_ERRORS) as exc:
+        # Whatever was taken and not acked goes back to the queue when the channel closes.
+        raise ReplayFailed(str(exc) or type(exc).__name__, report) from exc
+    return report
+
+
+async def purge(app: web.Application) -> int:
+    """Delete every message in the dead-letter queue; return how many there were."""
+    try:
+        async with app[publisher_key].channel() as channel:
+            queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
+            result = await queue.purge()
+    except BrokerUnavailable:
+        raise
+    except AMQP_ERRORS as exc:
+        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+    log.info("dead-letter queue purged: %s messages", result.message_count)
+    return result.message_count

@@ -1,0 +1,134 @@
+"""The live page's endpoints: the event stream, the queues panel and the dead-letter panel."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse, sse_response
+
+from api import dead_letters
+from api.errors import json_error
+from api.events import Subscription, TaskEvent
+from api.management import ManagementUnavailable
+from api.publisher import BrokerUnavailable
+from api.typedefs import events_key, management_key, settings_key, store_key, workers_key
+from common import topology
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_SIZE = 100  # tasks a page gets when it (re)connects; the table keeps as many
+RECONNECT_MS = 1000  # how soon a browser retries after the stream broke (its default is ~3 s)
+IDLE_CHECK = 5.0  # seconds without changes after which a stream checks its page is still there
+SHOWN_QUEUES = (topology.QUEUE, topology.DEAD_LETTER_QUEUE, topology.CELERY_QUEUE)
+MAX_PEEK = 50
+
+
+async def task_events(request: web.Request) -> web.StreamResponse:
+    """``GET /api/events``: a snapshot of the recent tasks and workers, then every change.
+
+    Three kinds of events: ``snapshot`` ``{"tasks", "workers"}`` first, then ``tasks`` (a list
+    of changed tasks) and ``workers`` (the whole board, when it moved). After a reconnect the
+    browser gets a new snapshot, so it never has to ask for what it missed.
+    """
+    store, events, board = request.app[store_key], request.app[events_key], request.app[workers_key]
+    async with sse_response(request) as stream:
+        with events.subscribe() as queue:
+            snapshot = {
+                "tasks": [task.to_dict() for task in store.recent(SNAPSHOT_SIZE)],
+                "workers": board.snapshot(),
+            }
+            board_sent = board.version
+            try:
+                await stream.send(json.dumps(snapshot), event="snapshot", retry=RECONNECT_MS)
+                while (changes := await _next_changes(queue, stream)) is not None:
+                    await stream.send(json.dumps(changes), event="tasks")
+                    if board.version != board_sent:
+                        board_sent = board.version
+                        await stream.send(json.dumps(board.snapshot()), event="workers")
+            except ConnectionResetError:
+                log.debug("a live page went away")
+    return stream
+
+
+async def _next_changes(queue: Subscription, stream: EventSourceResponse) -> list[TaskEvent] | None:
+    """The changes waiting (at least one), or None when the stream is to end."""
+    while stream.is_connected():
+        try:
+            async with asyncio.timeout(IDLE_CHECK):
+                first = await queue.get()
+        except TimeoutError:
+            continue  # nothing changed; look again whether the page is still connected
+        if first is None:
+            return None  # dropped as too slow, or the server is stopping
+        changes = [first]
+        # Everything else already waiting goes in the same event: one write for a burst.
+        while not queue.empty() and (change := queue.get_nowait()) is not None:
+            changes.append(change)
+        return changes
+    return None  # aiohttp-sse's pings found the connection closed
+
+
+async def queues(request: web.Request) -> web.Response:
+    """``GET /api/queues``: depth and consumers of the demo's queues, from the management API."""
+    settings = request.app[settings_key]
+    answer: dict[str, Any] = {"management_url": settings.rmq_management_public_url}
+    try:
+        found = await request.app[management_key].queues(list(SHOWN_QUEUES))
+    except ManagementUnavailable as exc:
+        # The panel says so; everything else on the page goes on working.
+        return web.json_response({**answer, "available": False, "error": str(exc), "queues": []})
+    answer["queues"] = [
+        {**dataclasses.asdict(queue), "url": _queue_page(settings, queue.name)} for queue in found
+    ]
+    return web.json_response({**answer, "available": True})
+
+
+def _queue_page(settings: Settings, queue: str) -> str:
+    """The queue's page in the management UI, for the user's browser."""
+    base = settings.rmq_management_public_url.rstrip("/")
+    return f"{base}/#/queues/{quote(settings.rmq_vhost, safe='')}/{quote(queue, safe='')}"
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """``GET /api/dead-letters?limit=50``: the first dead letters, and why each one died."""
+    raw = request.query.get("limit", str(MAX_PEEK))
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PEEK:
+        raise json_error(web.HTTPBadRequest, f"limit: must be between 1 and {MAX_PEEK}",
+                         field="limit")
+    try:
+        letters, total = await dead_letters.peek(request.app, int(raw))
+    except ManagementUnavailable as exc:
+        return web.json_response({"available": False, "error": str(exc), "messages": [],
+                                  "total": None})
+    return web.json_response({
+        "available": True,
+        "messages": [letter.to_dict() for letter in letters],
+        "total": total,
+    })
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    """``POST /api/dead-letters/replay``: every dead task message becomes a new task."""
+    try:
+        report = await dead_letters.replay(request.app)
+    except dead_letters.ReplayFailed as exc:
+        raise json_error(
+            web.HTTPServiceUnavailable, f"broker unavailable: {exc}", **exc.report.to_dict()
+        ) from exc
+    return web.json_response(report.to_dict())
+
+
+async def purge_dead_letters(request: web.Request) -> web.Response:
+    """``POST /api/dead-letters/purge``: empty the dead-letter queue."""
+    try:
+        purged = await dead_letters.purge(request.app)
+    except BrokerUnavailable as exc:
+        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    return web.json_response({"purged": purged})

@@ -1,0 +1,127 @@
+"""A small client of RabbitMQ's management HTTP API, for the queues and dead-letter panels.
+
+The server asks, not the browser: the credentials stay here, and the page gets plain JSON.
+One ``aiohttp.ClientSession`` serves the whole process (opened in a ``cleanup_ctx``), with
+short timeouts: a slow or absent management plugin must not hold the page up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMEOUT = aiohttp.ClientTimeout(total=2)
+# Peeked bodies are cut to this many bytes by the broker: enough to read and to parse any
+# task message, and a queue of huge messages cannot fill the API's memory.
+PEEK_TRUNCATE = 10_000
+
+
+class ManagementUnavailable(RuntimeError):
+    """The management API did not answer, or not with what we asked for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    exists: bool
+    # None while the broker has not collected the queue's statistics yet (a few seconds).
+    messages: int | None = None
+    messages_ready: int | None = None
+    messages_unacknowledged: int | None = None
+    consumers: int | None = None
+
+
+class ManagementClient:
+    def __init__(self, settings: Settings) -> None:
+        self._base_url = settings.rmq_management_url.rstrip("/") + "/api"
+        # "/" is a valid vhost name, and the default: in a URL path it must read %2F.
+        self._vhost = quote(settings.rmq_vhost, safe="")
+        self._authorization = aiohttp.encode_basic_auth(settings.rmq_user, settings.rmq_password)
+        self._session: aiohttp.ClientSession | None = None
+        self._last_error: str | None = None
+
+    async def open(self) -> None:
+        self._session = aiohttp.ClientSession(
+            headers={"Authorization": self._authorization}, timeout=TIMEOUT
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def queues(self, names: list[str]) -> list[QueueInfo]:
+        """Depth and consumers of the named queues, in that order."""
+        columns = "name,messages,messages_ready,messages_unacknowledged,consumers"
+        found = await self._request("GET", f"/queues/{self._vhost}", params={"columns": columns})
+        if found is None:
+            raise ManagementUnavailable("the vhost does not exist")
+        by_name = {queue["name"]: queue for queue in found}
+        return [_queue_info(name, by_name.get(name)) for name in names]
+
+    async def peek(self, queue: str, count: int) -> list[dict[str, Any]]:
+        """Up to ``count`` messages from the head of ``queue``, left in it (requeued at once).
+
+        The management UI's "Get messages" button: fine for a look, not a way to consume.
+        """
+        body = {
+            "count": count,
+            "ackmode": "ack_requeue_true",
+            "encoding": "auto",
+            "truncate": PEEK_TRUNCATE,
+        }
+        path = f"/queues/{self._vhost}/{quote(queue, safe='')}/get"
+        found = await self._request("POST", path, json=body)
+        return [] if found is None else found  # None: the queue is not declared yet
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON answer, or None for 404; raises ManagementUnavailable otherwise."""
+        if self._session is None:
+            raise ManagementUnavailable("the client is not open")
+        try:
+            async with self._session.request(method, self._base_url + path, **kwargs) as answer:
+                if answer.status == 404:
+                    return None
+                if answer.status in (401, 403):
+                    raise ManagementUnavailable(f"HTTP {answer.status}: login or rights refused")
+                if answer.status >= 400:
+                    raise ManagementUnavailable(f"HTTP {answer.status}")
+                result = await answer.json()
+        except ManagementUnavailable as exc:
+            self._note_failure(str(exc))
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self._note_failure(reason)
+            raise ManagementUnavailable(reason) from exc
+        if self._last_error is not None:
+            log.info("management API at %s answers again", self._base_url)
+            self._last_error = None
+        return result
+
+    def _note_failure(self, reason: str) -> None:
+        # Every open page polls every two seconds: log when it breaks, not at every poll.
+        if self._last_error is None:
+            log.warning("management API at %s unavailable: %s", self._base_url, reason)
+        self._last_error = reason
+
+
+def _queue_info(name: str, stats: dict[str, Any] | None) -> QueueInfo:
+    if stats is None:
+        return QueueInfo(name, exists=False)
+    return QueueInfo(
+        name,
+        exists=True,
+        messages=stats.get("messages"),
+        messages_ready=stats.get("messages_ready"),
+        messages_unacknowledged=stats.get("messages_unacknowledged"),
+        consumers=stats.get("consumers"),
+    )

@@ -1,0 +1,327 @@
+"""The live page's server side: the event stream, the workers board, the queues and dead letters.
+
+The pure parts (fan-out, dropping a slow page, the workers board, reading a dead letter) are
+tested directly; the endpoints against the real broker, its management API and real workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pika
+import pytest
+import requests
+
+from api.app import create_app
+from api.dead_letters import describe
+from api.events import TaskEvents
+from api.store import Method, Task
+from api.workers import WorkerBoard
+from common import topology
+from common.settings import Settings
+from common.statuses import TaskStatus
+from tests.support import ApiClient, free_port, purge, queue_state, wait_for
+
+# ---------------------------------------------------------------- helpers
+
+
+async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    """(event, decoded data) pairs of a text/event-stream, as a browser's EventSource sees them."""
+    event, data = "message", []
+    async for raw in response.content:
+        line = raw.decode().rstrip("\r\n")
+        if not line:  # a blank line ends an event
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").removeprefix(" "))
+
+
+def task(number: int, status: TaskStatus = TaskStatus.PENDING, worker: str | None = None) -> Task:
+    return Task(task_num=number, method=Method.RMQ, timeout=0, status=status, worker_id=worker)
+
+
+def publish_raw(rmq_url: str, exchange: str, routing_key: str, body: bytes, count: int = 1) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(rmq_url))
+    try:
+        channel = connection.channel()
+        for _ in range(count):
+            channel.basic_publish(exchange, routing_key, body)
+    finally:
+        connection.close()
+
+
+def dead_letter_count(settings: Settings) -> int:
+    return queue_state(settings.rmq_url, topology.DEAD_LETTER_QUEUE)[0]
+
+
+# ---------------------------------------------------------------- the fan-out, directly
+
+
+async def test_every_page_gets_every_change() -> None:
+    events = TaskEvents()
+    with events.subscribe() as first, events.subscribe() as second:
+        events.publish(task(1))
+        assert (await first.get())["task_num"] == 1
+        assert (await second.get())["task_num"] == 1
+    assert len(events) == 0
+
+
+async def test_a_page_that_falls_behind_is_dropped_and_others_go_on() -> None:
+    events = TaskEvents(queue_size=2)
+    with events.subscribe() as slow, events.subscribe() as fast:
+        events.publish(task(1))
+        events.publish(task(2))
+        assert (await fast.get())["task_num"] == 1
+        assert (await fast.get())["task_num"] == 2
+        events.publish(task(3))  # slow is full: it is dropped, publishing does not wait
+        assert len(events) == 1
+        # Its backlog is gone; the end marker tells its stream to close (the browser reconnects).
+        assert slow.qsize() == 1 and slow.get_nowait() is None
+        assert (await fast.get())["task_num"] == 3
+
+
+async def test_close_ends_every_stream_and_any_later_one() -> None:
+    events = TaskEvents()
+    with events.subscribe() as queue:
+        events.publish(task(1))
+        events.close()
+        assert queue.get_nowait() is None
+    with events.subscribe() as late:
+        assert late.get_nowait() is None
+
+
+def test_workers_board_follows_tasks_from_worker_to_worker() -> None:
+    now = [1000.0]
+    board = WorkerBoard(forget_after=60, clock=lambda: now[0])
+    board.update(task(1))  # created: no worker yet
+    assert board.snapshot() == [] and board.version == 0
+    board.update(task(1, TaskStatus.IN_PROGRESS, "consumer@a"))
+    board.update(task(2, TaskStatus.IN_PROGRESS, "consumer@a"))
+    # Task 1 is redelivered to another consumer (the first one died): it moves.
+    board.update(task(1, TaskStatus.IN_PROGRESS, "consumer@b"))
+    board.update(task(2, TaskStatus.DONE, "consumer@a"))
+    workers = {w["worker_id"]: w for w in board.snapshot()}
+    assert workers["consumer@a"]["running"] == [] and workers["consumer@a"]["finished"] == 1
+    assert workers["consumer@b"]["running"] == [1] and workers["consumer@b"]["method"] == "rmq"
+    now[0] += 61
+    # The idle worker is forgotten after a while; the busy one stays, however long it works.
+    assert [w["worker_id"] for w in board.snapshot()] == ["consumer@b"]
+
+
+def test_a_dead_letter_says_why_it_died_and_whether_it_is_a_task() -> None:
+    death = {"x-death": [{"count": 2, "reason": "rejected", "queue": "test_direct",
+                          "time": 1700000000, "exchange": "to_direct", "routing-keys": [""]}]}
+    good = describe({"payload": '{"task_num": 7, "timeout": 1, "fail": true}',
+                     "payload_encoding": "string", "payload_bytes": 43,
+                     "properties": {"headers": death}})
+    assert good.task_num == 7 and good.problem is None
+    assert (good.death.reason, good.death.queue, good.death.count) == ("rejected", "test_direct", 2)
+
+    binary = describe({"payload": base64.b64encode(b"\xff\xfe").decode(),
+                       "payload_encoding": "base64", "payload_bytes": 2, "properties": {}})
+    assert binary.problem == "body: is not JSON" and binary.death is None
+    assert binary.body == "\ufffd\ufffd"  # shown as text, never as raw bytes
+
+    cut = describe({"payload": "x" * 10, "payload_encoding": "string", "payload_bytes": 50_000,
+                    "properties": {"headers": {}}})
+    assert cut.task_num is None and "too long" in cut.problem
+
+
+# ---------------------------------------------------------------- the event stream, end to end
+
+
+async def test_event_stream_sends_a_snapshot_then_every_change(api: ApiClient, consumer) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api.url("/api/events")) as stream:
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            events = sse_events(stream)
+            kind, snapshot = await anext(events)
+            assert kind == "snapshot" and set(snapshot) == {"tasks", "workers"}
+
+            async with session.post(api.url("/api/tasks"),
+                                    json={"method": "rmq", "timeout": 0.5}) as answer:
+                [sent] = (await answer.json())["tasks"]
+            statuses: list[str] = []
+            holders: set[str] = set()
+            async with asyncio.timeout(20):
+                async for kind, data in events:
+                    if kind == "tasks":
+                        statuses += [t["status"] for t in data if t["task_num"] == sent["task_num"]]
+                    elif kind == "workers":
+                        holders |= {w["worker_id"] for w in data
+                                    if sent["task_num"] in w["running"]}
+                    if statuses[-1:] == ["DONE"]:
+                        break
+    assert statuses == ["PENDING", "IN_PROGRESS", "DONE"]
+    assert len(holders) == 1 and holders.pop().startswith("consumer@")
+
+    # A page that (re)connects now finds the finished task in its snapshot.
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api.url("/api/events")) as stream:
+            kind, snapshot = await anext(sse_events(stream))
+    newest = {t["task_num"]: t for t in snapshot["tasks"]}
+    assert newest[sent["task_num"]]["status"] == "DONE"
+    assert any(w["finished"] >= 1 for w in snapshot["workers"])
+
+
+def test_open_streams_do_not_hold_up_a_stopping_server(settings, own_services, tmp_path) -> None:
+    own = dataclasses.replace(settings, api_port=free_port(),
+                              task_counter_path=str(tmp_path / "counter"))
+    api = own_services.start_api(own)
+    streams = [requests.get(api.url("/api/events"), stream=True, timeout=10) for _ in range(3)]
+    for stream in streams:
+        assert next(stream.iter_lines()) == b"event: snapshot"
+    started = time.monotonic()
+    assert api.service.stop(timeout=15) == 0
+    # aiohttp waits up to 60 s for open handlers: the streams must end at shutdown by themselves.
+    assert time.monotonic() - started < 8
+    for stream in streams:
+        stream.close()
+
+
+# ---------------------------------------------------------------- the queues panel
+
+
+async def test_queues_panel_shows_depth_and_consumers(client, api: ApiClient, settings) -> None:
+    purge(settings.rmq_url, topology.DEAD_LETTER_QUEUE)
+    publish_raw(settings.rmq_url, "", topology.DEAD_LETTER_QUEUE, b"{}", count=3)
+
+    async def dead_letter_row() -> dict | None:
+        answer = await client.get("/api/queues")
+        assert answer.status == 200
+        data = await answer.json()
+        assert data["available"], data
+        assert [q["name"] for q in data["queues"]] == [
+            topology.QUEUE, topology.DEAD_LETTER_QUEUE, topology.CELERY_QUEUE]
+        row = data["queues"][1]
+        return row if row["messages"] == 3 else None
+
+    # The management API refreshes its statistics every few seconds.
+    deadline = time.monotonic() + 30
+    while (row := await dead_letter_row()) is None:
+        assert time.monotonic() < deadline, "the management API never showed 3 dead letters"
+        await asyncio.sleep(0.5)
+    assert row["consumers"] == 0 and row["messages_ready"] == 3
+    assert row["url"].endswith(f"#/queues/{settings.rmq_vhost}/{topology.DEAD_LETTER_QUEUE}")
+    purge(settings.rmq_url, topology.DEAD_LETTER_QUEUE)
+
+
+async def test_without_the_management_api_the_panels_say_so(aiohttp_client, settings, tmp_path):
+    closed = dataclasses.replace(
+        settings,
+        rmq_management_url=f"http://127.0.0.1:{free_port()}/",
+        task_counter_path=str(tmp_path / "counter"),
+    )
+    client = await aiohttp_client(create_app(closed))
+    for path in ("/api/queues", "/api/dead-letters"):
+        answer = await client.get(path)
+        assert answer.status == 200
+        data = await answer.json()
+        assert data["available"] is False and data["error"]
+    # The rest of the page still works.
+    assert (await client.get("/")).status == 200
+
+
+# ---------------------------------------------------------------- the dead-letter panel
+
+
+def test_dead_letters_are_shown_replayed_and_purged(api: ApiClient, consumer, settings) -> None:
+    purge(settings.rmq_url, topology.DEAD_LETTER_QUEUE)
+    [doomed] = api.send("rmq", timeout=0.2, fail=True)
+    assert api.wait_final([doomed["task_num"]])[0]["status"] == "ERROR"
+    publish_raw(settings.rmq_url, topology.EXCHANGE, "", b"this is not json")
+    wait_for(lambda: dead_letter_count(settings) == 2, 10, what="two dead letters")
+
+    peeked = api.session.get(api.url("/api/dead-letters"), timeout=10).json()
+    assert peeked["available"] and peeked["total"] == 2
+    by_task = {m["task_num"]: m for m in peeked["messages"]}
+    failed, garbage = by_task[doomed["task_num"]], by_task[None]
+    assert failed["problem"] is None
+    assert failed["death"]["reason"] == "rejected" and failed["death"]["queue"] == topology.QUEUE
+    assert garbage["problem"] == "body: is not JSON" and garbage["body"] == "this is not json"
+    assert dead_letter_count(settings) == 2  # looking leaves them where they are
+
+    replay = api.session.post(api.url("/api/dead-letters/replay"), timeout=30)
+    assert replay.status_code == 200, replay.text
+    report = replay.json()
+    assert report["replayed_count"] == 1 and report["kept_count"] == 1
+    assert report["kept"][0]["problem"] == "body: is not JSON"
+    [replayed] = report["replayed"]
+    assert replayed["replay_of"] == doomed["task_num"]
+    [rerun] = api.wait_final([replayed["task_num"]])
+    assert rerun["status"] == "DONE" and rerun["fail"] is False
+    assert rerun["replay_of"] == doomed["task_num"]
+    assert dead_letter_count(settings) == 1  # what is no task stays for a human to look at
+
+    purged = api.session.post(api.url("/api/dead-letters/purge"), timeout=10)
+    assert purged.status_code == 200 and purged.json() == {"purged": 1}
+    assert dead_letter_count(settings) == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/api/dead-letters?limit=0", 400),
+        ("GET", "/api/dead-letters?limit=51", 400),
+        ("GET", "/api/dead-letters?limit=abc", 400),
+        ("GET", "/api/dead-letters?limit=%D9%A1", 400),  # an Arabic-Indic digit one
+        ("GET", "/api/dead-letters/replay", 405),
+        ("DELETE", "/api/queues", 405),
+        ("POST", "/api/events", 405),
+    ],
+)
+async def test_live_endpoints_answer_bad_requests_with_json(client, method, path, status) -> None:
+    answer = await client.request(method, path)
+    assert answer.status == status
+    assert "error" in await answer.json()
+
+
+async def test_replay_and_purge_without_a_broker_answer_503(aiohttp_client, settings, tmp_path):
+    no_broker = dataclasses.replace(
+        settings,
+        rmq_url=f"amqp://student:qwerty@127.0.0.1:{free_port()}/",
+        task_counter_path=str(tmp_path / "counter"),
+    )
+    client = await aiohttp_client(create_app(no_broker))
+    for path in ("/api/dead-letters/replay", "/api/dead-letters/purge"):
+        answer = await client.post(path)
+        assert answer.status == 503
+        assert "broker unavailable" in (await answer.json())["error"]
+
+
+# ---------------------------------------------------------------- JSON from the sync modes
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "expected"),
+    [
+        ({"data_id": "12"}, 200, {"data_id": 12, "name": "Стакан"}),
+        ({"data_id": "abc"}, 400, {"field": "data_id"}),
+        ({"data_id": "99"}, 404, {"field": "data_id"}),
+    ],
+)
+async def test_sync_mode_answers_json_to_the_page_script(client, query, status, expected) -> None:
+    answer = await client.get("/get_sync_data/", params=query,
+                              headers={"Accept": "application/json"})
+    assert answer.status == status
+    data = await answer.json()
+    assert data.items() >= expected.items()
+    assert ("error" in data) == (status != 200)
+
+
+async def test_long_sync_mode_checks_its_input_before_waiting(client) -> None:
+    answer = await client.get("/get_sync_long_data/", params={"data_id": "10", "blocking": "2"},
+                              headers={"Accept": "application/json"})
+    assert answer.status == 400
+    assert (await answer.json())["field"] == "blocking"
