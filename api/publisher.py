@@ -126,8 +126,7 @@ class Publisher:
 
         The dead-letter panel gets, acks and purges with it: still one connection per process.
         """
-        if not self.connected or self._connection is None:
-            raise BrokerUnavailable("not connected to RabbitMQ")
+        await self.wait_connected()
         try:
             channel = await self._connection.channel()
         except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
