@@ -9,7 +9,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from tests.conftest import Services, demo_settings, scratch_vhost
+from tests.support import Services, demo_settings, scratch_vhost
 
 GOOD = {"method": "rmq", "timeout": 1}
 

@@ -31,8 +31,7 @@ import requests
 
 from common import topology
 from common.settings import Settings
-from tests.conftest import management_url
-from tests.support import wait_for
+from tests.support import management_url, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
