@@ -31,7 +31,8 @@ import requests
 
 from common import topology
 from common.settings import Settings
-from tests.support import management_url, wait_for
+from consumer.worker import declare_topology
+from tests.support import demo_settings, management_url, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
@@ -156,22 +157,6 @@ def connect(url: str) -> pika.BlockingConnection:
     return pika.BlockingConnection(parameters)
 
 
-def declare_topology(channel: Any) -> None:
-    """Declare everything as the services do at startup, arguments included."""
-    for exchange in topology.EXCHANGES:
-        channel.exchange_declare(
-            exchange=exchange.name, exchange_type=exchange.type, durable=exchange.durable
-        )
-    for queue in topology.QUEUES:
-        channel.queue_declare(
-            queue=queue.name, durable=queue.durable, arguments=dict(queue.arguments)
-        )
-    for binding in topology.BINDINGS:
-        channel.queue_bind(
-            queue=binding.queue, exchange=binding.exchange, routing_key=binding.routing_key
-        )
-
-
 def test_broker_holds_the_topology_of_common(broker: Broker, scratch: ScratchBroker) -> None:
     vhost = quote(scratch.vhost, safe="")
     exchanges = {
@@ -218,3 +203,16 @@ def test_clients_declare_the_imported_topology_without_precondition_failed(
         assert refused.value.reply_code == PRECONDITION_FAILED
     finally:
         connection.close()
+
+
+def test_services_start_and_serve_on_the_imported_definitions(
+    scratch: ScratchBroker, own_services, tmp_path: Path
+) -> None:
+    """The api (aio-pika) and the consumer (pika) declare on top of the imported topology."""
+    settings = demo_settings(scratch.settings, scratch.vhost, tmp_path)
+    api = own_services.start_api(settings)
+    [consumer] = own_services.start_workers("consumer", settings)
+    [task] = api.send("rmq", timeout=0)
+    assert api.wait_final([task["task_num"]])[0]["status"] == "DONE"
+    for log in (api.service.log(), consumer.log()):
+        assert "PRECONDITION_FAILED" not in log
