@@ -16,6 +16,7 @@ help:
 	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N)"
 	@echo "make test   - the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
+	@echo "make definitions - regenerate rmq/definitions.json from common/topology.py"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -40,6 +41,10 @@ test: venv rmq browser
 
 bench: venv rmq
 	$(PYTHON) -m bench
+
+# rmq/definitions.json is generated from common/topology.py; a test fails when it is stale.
+definitions: venv
+	$(PYTHON) -m rmq.definitions
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .hypothesis

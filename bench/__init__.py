@@ -1,0 +1,1 @@
+"""`make bench`: throughput, latency and scaling figures of the demo, measured on real processes."""
