@@ -37,6 +37,11 @@ HERE = Path(__file__).parent
 MAX_BODY = 1024 * 1024  # bigger bodies get 413 before any handler reads them
 
 
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    app[store_key].close()
+
+
 async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
     publisher = app[publisher_key]
     publisher.start()
@@ -104,7 +109,7 @@ def create_app(settings: Settings) -> web.Application:
         undefined=jinja2.StrictUndefined,
         filters={"timestamp": format_timestamp},
     )
-    app.cleanup_ctx.extend([publisher_ctx, celery_ctx, management_ctx])
+    app.cleanup_ctx.extend([store_ctx, publisher_ctx, celery_ctx, management_ctx])
     app.on_shutdown.append(end_live_streams)
     setup_routes(app)
     return app

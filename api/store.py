@@ -94,6 +94,12 @@ class TaskNumbers:
         os.replace(tmp, self._path)
         self._reserved = upto
 
+    def close(self) -> None:
+        """On a clean shutdown, give back the unused rest of the block: the next run continues
+        right after the last number handed out instead of skipping to the next block."""
+        if self._reserved >= self._next:
+            self._reserve(self._next - 1)
+
     def take(self) -> int:
         if self._next > self._reserved:
             self._reserve(self._next + self._block - 1)
@@ -111,6 +117,9 @@ class TaskStore:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def close(self) -> None:
+        self._numbers.close()
 
     def add_listener(self, listener: Callable[[Task], None]) -> None:
         """Call ``listener(task)`` after every change: the live page subscribes here."""

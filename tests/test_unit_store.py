@@ -103,6 +103,22 @@ def test_the_file_is_written_only_once_per_block(tmp_path: Path) -> None:
     assert writes == 4  # at numbers 1, 11, 21 and 31
 
 
+def test_a_clean_shutdown_continues_right_after_the_last_number(tmp_path: Path) -> None:
+    path = tmp_path / "counter"
+    numbers = TaskNumbers(path)
+    assert [numbers.take() for _ in range(3)] == [1, 2, 3]
+    numbers.close()
+    assert TaskNumbers(path).take() == 4
+
+
+def test_closing_an_allocator_that_handed_out_nothing_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "counter"
+    first = TaskNumbers(path, block=10)
+    first.take()
+    TaskNumbers(path, block=10).close()  # a run that crashed-restarted and sent no task
+    assert TaskNumbers(path, block=10).take() == 11
+
+
 def test_an_empty_counter_file_starts_at_one(tmp_path: Path) -> None:
     path = tmp_path / "counter"
     path.write_text("")
