@@ -94,3 +94,16 @@ def test_late_callback_never_moves_a_task_backwards(fresh_settings, own_services
         200, 200, 409, 409, 409,
     ]
     assert api.task(task["task_num"])["status"] == "DONE"
+
+
+def test_sigterm_stops_the_consumer_and_hands_its_work_back(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    [consumer] = own_services.start_workers("consumer", fresh_settings)
+    [task] = api.send("rmq", timeout=30)
+    wait_for(lambda: api.task(task["task_num"])["status"] == "IN_PROGRESS", 10,
+             what="the consumer to start the task")
+    # What `docker stop` does: SIGTERM. The consumer stops at once, without waiting 30 s.
+    assert consumer.stop(timeout=10) == 0
+    assert "interrupted by shutdown" in consumer.log()
+    # The unacked message went back to the queue for the next consumer.
+    assert queue_state(fresh_settings.rmq_url, topology.QUEUE) == (1, 0)
