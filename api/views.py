@@ -157,9 +157,15 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
             request,
             status=503,
             form_values={form_name: values},
-            form_errors={form_name: f"Брокер недоступен, задачи не отправлены: {exc}"},
+            form_errors={form_name: _not_sent_message(task_request.count, len(exc.sent))},
         )
     location = request.app.router["index"].url_for().with_query(
         sent=str(method), first=tasks[0].task_num, last=tasks[-1].task_num
     )
     raise web.HTTPSeeOther(location=location)
+
+
+def _not_sent_message(asked: int, sent: int) -> str:
+    if sent:
+        return f"Брокер недоступен: отправлено {sent} из {asked}, остальные задачи не отправлены"
+    return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"
