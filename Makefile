@@ -10,12 +10,13 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test bench venv rmq browser definitions clean
+.PHONY: help dev test bench venv rmq browser flower definitions clean
 
 help:
 	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N)"
 	@echo "make test   - the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
+	@echo "make flower - Celery's web UI on http://localhost:5555 (next to make dev)"
 	@echo "make definitions - regenerate rmq/definitions.json from common/topology.py"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -41,6 +42,10 @@ test: venv rmq browser
 
 bench: venv rmq
 	$(PYTHON) -m bench
+
+# Flower: Celery's own web UI (workers, tasks, retries) on http://localhost:5555.
+flower: venv
+	celery -A celery_app flower --address=127.0.0.1 --port=5555
 
 # rmq/definitions.json is generated from common/topology.py; a test fails when it is stale.
 definitions: venv
