@@ -100,17 +100,29 @@ def test_failed_celery_task_is_retried_then_ends_in_error(api: ApiClient, celery
     assert celery_worker.log().count(f"task {task['task_num']}: attempt") == 3
 
 
-def test_message_that_is_not_json_is_dead_lettered_and_the_consumer_lives_on(
-    api: ApiClient, consumer, settings
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"this is not json", "body: is not JSON"),
+        (b'{"task_num": 7}', "timeout: is missing"),
+        (b'{"task_num": 7, "timeout": 99999}', "timeout: must be between"),
+        (b'{"task_num": -7, "timeout": 1}', "task_num: must be a positive integer"),
+        (b"[" * 5000, "body: is not JSON"),
+    ],
+)
+def test_a_bad_message_is_dead_lettered_with_its_reason_and_the_consumer_lives_on(
+    api: ApiClient, consumer, settings, body: bytes, reason: str
 ) -> None:
     purge(settings.rmq_url, topology.DEAD_LETTER_QUEUE)
+    seen = consumer.log().count(reason)
     connection = pika.BlockingConnection(pika.URLParameters(settings.rmq_url))
     try:
-        connection.channel().basic_publish(topology.EXCHANGE, "", b"this is not json")
+        connection.channel().basic_publish(topology.EXCHANGE, "", body)
     finally:
         connection.close()
     wait_for(lambda: queue_state(settings.rmq_url, topology.DEAD_LETTER_QUEUE)[0] == 1, 10,
              what="the bad message in the dead-letter queue")
+    assert consumer.log().count(reason) == seen + 1
     assert consumer.alive()
     [task] = api.send("rmq", timeout=0)
     assert api.wait_final([task["task_num"]])[0]["status"] == "DONE"
