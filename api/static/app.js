@@ -1,0 +1,528 @@
+// The live page: task table and workers from the server's event stream, queues and dead letters
+// from the management API (through our server), a heartbeat, and forms sent without a reload.
+//
+// Plain JavaScript, no build step. Everything that came from a user or a message is inserted as
+// text (textContent), never as HTML: a task body like "<img onerror=...>" stays harmless text.
+
+const TABLE_SIZE = 100; // rows kept, as many as the server's snapshot holds
+const QUEUES_EVERY_MS = 2000;
+const PING_EVERY_MS = 500;
+const PING_TIMEOUT_MS = 1000;
+const STALLED_AFTER_MS = 1500; // no answer for this long: the heartbeat turns red
+const RECONNECT_MS = 3000; // only if the stream failed for good: EventSource retries by itself
+
+const METHOD_LABELS = { rmq: "RabbitMQ", celery: "Celery" };
+const FIELD_LABELS = {
+  timeout: "Время обработки",
+  count: "Количество задач",
+  routing_key: "Ключ маршрутизации",
+  data_id: "data_id",
+  body: "Запрос",
+};
+// The JSON API names the processing time "timeout"; the page's form (and its plain POST) name it
+// "processing_timeout".
+const FORM_FIELDS = { timeout: "processing_timeout" };
+
+// ------------------------------------------------------------------ small helpers
+
+/** An element with attributes and children; strings become text nodes, never markup. */
+function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined) element.setAttribute(name, value);
+  }
+  element.append(...children.filter((child) => child !== null && child !== undefined));
+  return element;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function badge(method) {
+  return el("span", { class: `badge badge-${method}` }, METHOD_LABELS[method] || method);
+}
+
+function clockTime(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString("ru-RU", { hour12: false });
+}
+
+function seconds(value) {
+  return `${value.toFixed(1)} с`;
+}
+
+function taskNumbers(tasks) {
+  const first = tasks[0].task_num;
+  const last = tasks[tasks.length - 1].task_num;
+  return first === last ? `№${first}` : `№${first}–${last}`;
+}
+
+/** Show a message under a form or panel: kind is "ok", "error" or "wait". */
+function say(target, text, kind = "ok") {
+  target.textContent = text;
+  target.dataset.kind = kind;
+}
+
+/** fetch() that answers JSON and never throws: {ok, status, data}, status 0 if unreachable. */
+async function fetchJson(url, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  try {
+    const response = await fetch(url, { cache: "no-store", ...options, headers });
+    const data = await response.json().catch(() => ({}));
+    return { ok: response.ok, status: response.status, data };
+  } catch (error) {
+    return { ok: false, status: 0, data: { error: `сервер не ответил (${error.name})` } };
+  }
+}
+
+function errorText(data) {
+  const label = FIELD_LABELS[data.field];
+  const message = String(data.error || "неизвестная ошибка");
+  // The API says "timeout: must be ..."; the page names the field the way its form does.
+  return label ? `${label}: ${message.replace(/^[\w.]+: /, "")}` : message;
+}
+
+// ------------------------------------------------------------------ task table
+
+class TaskTable {
+  constructor(body) {
+    this.body = body;
+  }
+
+  /** The snapshot: every row anew, newest first. */
+  replaceAll(tasks) {
+    this.body.replaceChildren(...tasks.map((task) => this.row(task, false)));
+    this.showEmpty();
+  }
+
+  /** One task changed or appeared: redraw its row, or insert it in number order. */
+  upsert(task) {
+    const row = this.row(task, true);
+    const old = this.body.querySelector(`tr[data-task="${task.task_num}"]`);
+    if (old) {
+      old.replaceWith(row);
+      return;
+    }
+    this.body.querySelector("tr.empty-row")?.remove();
+    const after = [...this.body.rows].find((other) => Number(other.dataset.task) < task.task_num);
+    this.body.insertBefore(row, after || null);
+    while (this.body.rows.length > TABLE_SIZE) this.body.lastElementChild.remove();
+  }
+
+  showEmpty() {
+    if (this.body.rows.length) return;
+    const text = "Задач пока нет: отправьте первую через Celery или RabbitMQ.";
+    this.body.append(
+      el("tr", { class: "empty-row" }, el("td", { colspan: 6, class: "empty" }, text)),
+    );
+  }
+
+  row(task, fresh) {
+    const number = el("td", {}, String(task.task_num));
+    if (task.replay_of) {
+      number.append(" ", el("small", { class: "replay" }, `повтор №${task.replay_of}`));
+    }
+    const durationCell = el("td", {}, task.duration === null ? "—" : seconds(task.duration));
+    if (task.status === "IN_PROGRESS") {
+      durationCell.dataset.since = task.created_at; // ticked every second by main()
+      tickDuration(durationCell);
+    }
+    return el(
+      "tr",
+      { "data-task": task.task_num, "data-status": task.status, class: fresh ? "fresh" : null },
+      number,
+      el("td", {}, badge(task.method)),
+      el("td", {}, el("span", { class: `status status-${task.status}` }, task.status)),
+      el("td", { class: "worker" }, task.worker_id || "—"),
+      el("td", {}, clockTime(task.created_at)),
+      durationCell,
+    );
+  }
+}
+
+/** A running task shows how long it has been in the system so far (queued + working). */
+function tickDuration(cell) {
+  const elapsed = Math.max(0, Date.now() / 1000 - Number(cell.dataset.since));
+  cell.textContent = `идёт ${elapsed.toFixed(0)} с`;
+}
+
+// ------------------------------------------------------------------ workers panel
+
+function renderWorkers(list, workers) {
+  if (!workers.length) {
+    list.replaceChildren(
+      el("li", { class: "empty" }, "Исполнители появятся, когда возьмут первую задачу."),
+    );
+    return;
+  }
+  list.replaceChildren(
+    ...workers.map((worker) => {
+      const busy = worker.running.length > 0;
+      const doing = busy
+        ? `выполняет ${worker.running.map((n) => `№${n}`).join(", ")}`
+        : "свободен";
+      return el(
+        "li",
+        { "data-worker": worker.worker_id, "data-busy": String(busy) },
+        el(
+          "div",
+          { class: "worker-head" },
+          badge(worker.method),
+          el("code", {}, worker.worker_id),
+          el("span", { class: "finished" }, `готово: ${worker.finished}`),
+        ),
+        el("span", { class: busy ? "doing busy" : "doing" }, doing),
+      );
+    }),
+  );
+}
+
+// ------------------------------------------------------------------ event stream
+
+function connectEvents(table, workerList, stateLabel, onTask) {
+  const setState = (state, text) => {
+    stateLabel.dataset.state = state;
+    stateLabel.textContent = text;
+  };
+  setState("connecting", "подключение…");
+  const source = new EventSource("/api/events");
+  source.addEventListener("open", () => setState("live", "в реальном времени"));
+  source.addEventListener("snapshot", (event) => {
+    const snapshot = JSON.parse(event.data);
+    table.replaceAll(snapshot.tasks);
+    renderWorkers(workerList, snapshot.workers);
+  });
+  source.addEventListener("tasks", (event) => {
+    for (const task of JSON.parse(event.data)) {
+      table.upsert(task);
+      onTask(task);
+    }
+  });
+  source.addEventListener("workers", (event) => renderWorkers(workerList, JSON.parse(event.data)));
+  source.addEventListener("error", () => {
+    // The browser reconnects by itself unless the server refused the stream outright.
+    if (source.readyState === EventSource.CLOSED) {
+      setState("offline", "нет связи, повтор…");
+      setTimeout(() => connectEvents(table, workerList, stateLabel, onTask), RECONNECT_MS);
+    } else {
+      setState("connecting", "переподключение…");
+    }
+  });
+}
+
+// ------------------------------------------------------------------ queues panel
+
+function queueRow(queue) {
+  const name = el(
+    "td",
+    {},
+    el("a", { href: queue.url, target: "_blank", rel: "noopener" }, queue.name),
+  );
+  if (!queue.exists) {
+    return el(
+      "tr",
+      { "data-queue": queue.name },
+      name,
+      el("td", { colspan: 3, class: "empty" }, "ещё не создана"),
+    );
+  }
+  const number = (value) => el("td", { class: "number" }, value === null ? "…" : String(value));
+  return el(
+    "tr",
+    { "data-queue": queue.name, "data-messages": queue.messages ?? "" },
+    name,
+    number(queue.messages_ready),
+    number(queue.messages_unacknowledged),
+    number(queue.consumers),
+  );
+}
+
+function renderQueues(rows, errorBox, data) {
+  errorBox.hidden = data.available;
+  if (!data.available) {
+    errorBox.textContent =
+      `API управления RabbitMQ недоступен: ${data.error || "нет ответа"}. ` +
+      "Остальная страница работает.";
+    rows.replaceChildren();
+    return;
+  }
+  rows.replaceChildren(...data.queues.map(queueRow));
+}
+
+/** Ask our server for the queues every two seconds, one request at a time. */
+async function pollQueues(rows, errorBox, deadLetters) {
+  for (;;) {
+    const { status, data } = await fetchJson("/api/queues");
+    // Status 0: our own server is silent (blocked or stopped). Keep the last figures: the
+    // heartbeat already says why.
+    if (status !== 0) {
+      renderQueues(rows, errorBox, data);
+      const dead = data.available && data.queues.find((queue) => queue.name === deadLetters.queue);
+      if (dead && dead.messages !== null) deadLetters.depthIs(dead.messages);
+    }
+    await sleep(QUEUES_EVERY_MS);
+  }
+}
+
+// ------------------------------------------------------------------ dead-letter panel
+
+class DeadLetters {
+  constructor(root) {
+    this.queue = root.dataset.queue;
+    this.list = root.querySelector("#dead-list");
+    this.count = root.querySelector("#dead-count");
+    this.answer = root.querySelector("#dead-answer");
+    this.buttons = {
+      replay: root.querySelector("#replay-dead"),
+      purge: root.querySelector("#purge-dead"),
+      refresh: root.querySelector("#refresh-dead"),
+    };
+    this.reportedDepth = null;
+    this.refreshTimer = null;
+    this.buttons.replay.addEventListener("click", () => this.replay());
+    this.buttons.purge.addEventListener("click", () => this.purge());
+    this.buttons.refresh.addEventListener("click", () => this.refresh());
+    this.buttons.refresh.disabled = false;
+  }
+
+  /** The queues panel's figure for the dead-letter queue moved (it lags): look again. */
+  depthIs(depth) {
+    if (this.reportedDepth !== null && depth !== this.reportedDepth) this.refresh();
+    this.reportedDepth = depth;
+  }
+
+  /** A RabbitMQ task just failed: its message is being dead-lettered. One look for a burst. */
+  soon() {
+    if (this.refreshTimer !== null) return;
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      this.refresh();
+    }, 700);
+  }
+
+  async refresh() {
+    const { ok, data } = await fetchJson("/api/dead-letters");
+    if (!ok || !data.available) {
+      this.count.textContent = "";
+      // Replay and purge go over AMQP, not the management API: they may still work.
+      this.buttons.replay.disabled = this.buttons.purge.disabled = false;
+      this.list.replaceChildren(
+        el("li", { class: "panel-error" }, `Не удалось заглянуть в очередь: ${errorText(data)}`),
+      );
+      return;
+    }
+    this.count.textContent = data.total ? `(${data.total})` : "";
+    this.buttons.replay.disabled = this.buttons.purge.disabled = data.total === 0;
+    if (!data.messages.length) {
+      this.list.replaceChildren(el("li", { class: "empty" }, "Очередь пуста."));
+      return;
+    }
+    this.list.replaceChildren(...data.messages.map((message) => this.item(message)));
+    if (data.total > data.messages.length) {
+      this.list.append(
+        el("li", { class: "empty" }, `… и ещё ${data.total - data.messages.length}`),
+      );
+    }
+  }
+
+  item(message) {
+    const death = message.death;
+    const why = death
+      ? `${death.reason} в ${death.queue}${death.count > 1 ? ` (×${death.count})` : ""}` +
+        (death.time ? `, ${clockTime(death.time)}` : "")
+      : "без заголовка x-death";
+    const verdict = message.problem
+      ? el("span", { class: "problem" }, `не задача: ${message.problem}`)
+      : el("span", { class: "replayable" }, `задача №${message.task_num}`);
+    return el(
+      "li",
+      { "data-task": message.task_num ?? "" },
+      el("div", { class: "dead-head" }, verdict, el("span", { class: "why" }, why)),
+      el("code", { class: "body" }, message.body),
+    );
+  }
+
+  async replay() {
+    this.buttons.replay.disabled = true;
+    say(this.answer, "Повторяем…", "wait");
+    const { ok, data } = await fetchJson("/api/dead-letters/replay", { method: "POST" });
+    if (ok || data.replayed) {
+      const parts = [];
+      if (data.replayed_count) {
+        const pairs = data.replayed.map((r) => `№${r.replay_of} → №${r.task_num}`);
+        parts.push(`повторено ${data.replayed_count}: ${pairs.join(", ")}`);
+      } else {
+        parts.push("повторять нечего");
+      }
+      if (data.kept_count) parts.push(`оставлено ${data.kept_count} (не задачи)`);
+      say(
+        this.answer,
+        parts.join("; ") + (ok ? "." : `. Ошибка: ${errorText(data)}`),
+        ok ? "ok" : "error",
+      );
+    } else {
+      say(this.answer, `Не получилось: ${errorText(data)}`, "error");
+    }
+    await this.refresh();
+  }
+
+  async purge() {
+    if (!window.confirm(`Удалить все сообщения из ${this.queue}? Их не вернуть.`)) return;
+    const { ok, data } = await fetchJson("/api/dead-letters/purge", { method: "POST" });
+    say(
+      this.answer,
+      ok ? `Удалено сообщений: ${data.purged}.` : `Не получилось: ${errorText(data)}`,
+      ok ? "ok" : "error",
+    );
+    await this.refresh();
+  }
+}
+
+// ------------------------------------------------------------------ heartbeat
+
+/**
+ * Ask /healthz twice a second. While the server's event loop is blocked (time.sleep in a
+ * handler) no answer comes, the dot stops and turns red: the blocking lesson, visible.
+ */
+function startHeartbeat(indicator) {
+  const text = indicator.querySelector(".heartbeat-text");
+  const dot = indicator.querySelector(".heartbeat-dot");
+  let beats = 0;
+  let lastBeat = performance.now();
+
+  const render = () => {
+    const silent = performance.now() - lastBeat;
+    if (silent > STALLED_AFTER_MS) {
+      indicator.dataset.state = "stalled";
+      text.textContent = `сервер не отвечает ${Math.floor(silent / 1000)} с`;
+    } else if (beats > 0) {
+      indicator.dataset.state = "ok";
+      text.textContent = `сервер отвечает · ${beats}`;
+    }
+  };
+
+  (async () => {
+    for (;;) {
+      const started = performance.now();
+      try {
+        const response = await fetch("/healthz", {
+          cache: "no-store",
+          signal: AbortSignal.timeout(PING_TIMEOUT_MS),
+        });
+        if (response.ok) {
+          beats += 1;
+          lastBeat = performance.now();
+          indicator.dataset.beats = String(beats);
+          dot.classList.remove("beat");
+          void dot.offsetWidth; // restart the CSS animation
+          dot.classList.add("beat");
+        }
+      } catch {
+        // Timed out or refused: render() shows the silence growing.
+      }
+      render();
+      await sleep(Math.max(0, PING_EVERY_MS - (performance.now() - started)));
+    }
+  })();
+  setInterval(render, 250);
+}
+
+// ------------------------------------------------------------------ forms
+
+/** The async forms: POST /api/tasks (JSON) instead of the plain form POST and redirect. */
+function sendTasksWithFetch(form) {
+  const method = form.dataset.form;
+  const answer = form.querySelector(".form-answer");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = form.elements;
+    const body = {
+      method,
+      // Sent as typed: the server validates it exactly as it validates the plain form.
+      timeout: fields.processing_timeout.value,
+      count: fields.count.value || "1",
+      fail: fields.fail.checked,
+    };
+    if (fields.routing_key) body.routing_key = fields.routing_key.value;
+    for (const input of form.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+    }
+    form.querySelector("p.error")?.remove(); // the server's message from a plain POST, if any
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    say(answer, "Отправляем…", "wait");
+    const { ok, status, data } = await fetchJson("/api/tasks", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    button.disabled = false;
+    if (ok) {
+      say(answer, `Отправлено через ${METHOD_LABELS[method]}: ${taskNumbers(data.tasks)}`);
+      return;
+    }
+    const unavailable = status === 503 ? "Брокер недоступен, задачи не отправлены: " : "";
+    say(answer, unavailable + errorText(data), "error");
+    const input = fields[FORM_FIELDS[data.field] || data.field];
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  });
+}
+
+/** The sync forms: the page stays, the answer appears under the form, the heartbeat goes on. */
+function askSyncWithFetch(form) {
+  const answer = form.querySelector(".form-answer");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const url = `${form.action}?${new URLSearchParams(new FormData(form))}`;
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    const started = performance.now();
+    const waiting = setInterval(() => {
+      say(answer, `Ждём ответ… ${((performance.now() - started) / 1000).toFixed(0)} с`, "wait");
+    }, 250);
+    say(answer, "Ждём ответ…", "wait");
+    const { ok, data } = await fetchJson(url);
+    clearInterval(waiting);
+    button.disabled = false;
+    if (!ok) {
+      say(answer, errorText(data), "error");
+      return;
+    }
+    let text = `data_id=${data.data_id}: ${data.name} (ответ за ${seconds(data.seconds)}`;
+    if (data.blocking === true) {
+      text += ", цикл событий был заблокирован — сервер всё это время молчал";
+    } else if (data.blocking === false) {
+      text += ", цикл событий был свободен — сервер отвечал другим";
+    }
+    say(answer, `${text})`);
+  });
+}
+
+// ------------------------------------------------------------------ start
+
+function main() {
+  const table = new TaskTable(document.getElementById("task-rows"));
+  const deadLetters = new DeadLetters(document.getElementById("dead-letters"));
+  const onTask = (task) => {
+    if (task.method === "rmq" && task.status === "ERROR") deadLetters.soon();
+  };
+  connectEvents(
+    table,
+    document.getElementById("worker-list"),
+    document.getElementById("stream-state"),
+    onTask,
+  );
+  pollQueues(
+    document.getElementById("queue-rows"),
+    document.getElementById("queues-error"),
+    deadLetters,
+  );
+  deadLetters.refresh();
+  startHeartbeat(document.getElementById("heartbeat"));
+  for (const form of document.querySelectorAll("form.task-form")) sendTasksWithFetch(form);
+  for (const form of document.querySelectorAll("form.sync-form")) askSyncWithFetch(form);
+  setInterval(() => document.querySelectorAll("td[data-since]").forEach(tickDuration), 1000);
+}
+
+main();

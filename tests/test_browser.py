@@ -1,0 +1,229 @@
+"""The live page in a real browser: Debian's chromium, driven by Playwright.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium (`make browser`
+installs it). The tests are plain synchronous functions, so Playwright's sync API runs with no
+asyncio loop of pytest's around it. They wait with ``expect(...)`` and explicit timeouts, never
+with a fixed sleep, and every test fails if the page logged an error to the console.
+
+``LIVE_SCREENSHOT=docs/screenshot.png pytest tests/test_browser.py -k screenshot`` also saves
+the picture of the page that the README shows (alone, so that the table holds only its tasks).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from common import topology
+from tests.support import ApiClient, purge
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+SECOND = 1000  # Playwright counts in milliseconds
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (make browser)"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def console_errors() -> list[str]:
+    """What the page logs as errors; a test removes the ones it caused on purpose."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterator[Page]:
+    """The home page, live (its event stream connected), failing the test on any console error."""
+    context = browser.new_context(base_url=api.base_url, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.on("console",
+            lambda message: message.type == "error" and console_errors.append(message.text))
+    page.on("pageerror", lambda error: console_errors.append(f"uncaught: {error}"))
+    page.goto("/")
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live", timeout=10 * SECOND)
+    # Survives only as long as the document does: proof that nothing below reloads the page.
+    page.evaluate("window.sameDocument = true")
+    yield page
+    still_same = page.evaluate("window.sameDocument === true")
+    context.close()
+    assert console_errors == [], "the page logged errors"
+    assert still_same, "the page was reloaded"
+
+
+def row(page: Page, task_num: int):
+    return page.locator(f'#task-rows tr[data-task="{task_num}"]')
+
+
+def sent_numbers(answer_text: str) -> list[int]:
+    """The task numbers in "Отправлено через RabbitMQ: №5–7" (or "№5")."""
+    match = re.search(r"№(\d+)(?:–(\d+))?", answer_text)
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    return list(range(first, last + 1))
+
+
+def test_tasks_from_another_client_appear_and_finish(page: Page, api: ApiClient, consumer,
+                                                     celery_worker) -> None:
+    tasks = api.send("rmq", timeout=1.5) + api.send("celery", timeout=0.3, count=2)
+    rmq_num = tasks[0]["task_num"]
+    # The RabbitMQ task is seen running, on the workers panel too, then done.
+    expect(row(page, rmq_num)).to_have_attribute("data-status", "IN_PROGRESS", timeout=10 * SECOND)
+    expect(page.locator('#worker-list li[data-busy="true"]', has_text=f"№{rmq_num}")).to_be_visible(
+        timeout=5 * SECOND)
+    for task in tasks:
+        expect(row(page, task["task_num"])).to_have_attribute("data-status", "DONE",
+                                                              timeout=20 * SECOND)
+    rmq_row = row(page, rmq_num)
+    expect(rmq_row.locator(".badge")).to_have_text("RabbitMQ")
+    expect(rmq_row.locator("td.worker")).to_contain_text("consumer@")
+    expect(rmq_row.locator("td").last).to_have_text(re.compile(r"^\d+\.\d с$"))
+    expect(row(page, tasks[1]["task_num"]).locator(".badge")).to_have_text("Celery")
+
+
+@pytest.mark.parametrize(("form", "label"), [("rmq", "RabbitMQ"), ("celery", "Celery")])
+def test_page_forms_send_a_batch_without_a_reload(page: Page, consumer, celery_worker, form,
+                                                  label) -> None:
+    card = page.locator(f"form[data-form={form}]")
+    card.locator("input[name=processing_timeout]").fill("0.3")
+    card.locator("input[name=count]").fill("3")
+    card.get_by_role("button").click()
+    answer = card.locator(".form-answer")
+    expect(answer).to_have_text(re.compile(rf"^Отправлено через {label}: №\d+–\d+$"),
+                                timeout=10 * SECOND)
+    numbers = sent_numbers(answer.inner_text())
+    assert len(numbers) == 3
+    for number in numbers:
+        expect(row(page, number)).to_have_attribute("data-status", "DONE", timeout=20 * SECOND)
+    assert page.url.endswith("/")  # no redirect, no ?sent=...
+
+
+def test_page_form_shows_the_servers_complaint(page: Page, console_errors: list[str]) -> None:
+    card = page.locator("form[data-form=rmq]")
+    card.locator("input[name=processing_timeout]").fill("<b>abc</b>")
+    card.get_by_role("button").click()
+    expect(card.locator(".form-answer")).to_have_text(re.compile("^Время обработки: "))
+    expect(card.locator("input[name=processing_timeout]")).to_have_attribute("aria-invalid", "true")
+    # Chrome logs every 4xx answer to fetch() by itself; this one is the point of the test.
+    console_errors.remove(
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)")
+
+
+def test_failed_task_is_replayed_from_the_dead_letter_panel(page: Page, consumer, settings) -> None:
+    purge(settings.rmq_url, topology.DEAD_LETTER_QUEUE)
+    card = page.locator("form[data-form=rmq]")
+    card.locator("input[name=processing_timeout]").fill("0.2")
+    card.locator("input[name=fail]").check()
+    card.get_by_role("button").click()
+    expect(card.locator(".form-answer")).to_contain_text("Отправлено", timeout=10 * SECOND)
+    [doomed] = sent_numbers(card.locator(".form-answer").inner_text())
+    expect(row(page, doomed)).to_have_attribute("data-status", "ERROR", timeout=20 * SECOND)
+
+    dead = page.locator(f'#dead-list li[data-task="{doomed}"]')
+    expect(dead).to_contain_text("rejected в test_direct", timeout=15 * SECOND)
+    page.locator("#replay-dead").click()
+    answer = page.locator("#dead-answer")
+    expect(answer).to_contain_text(f"№{doomed} → №", timeout=15 * SECOND)
+    replay_num = int(re.search(rf"№{doomed} → №(\d+)", answer.inner_text()).group(1))
+    expect(row(page, replay_num)).to_have_attribute("data-status", "DONE", timeout=20 * SECOND)
+    expect(row(page, replay_num).locator("small.replay")).to_have_text(f"повтор №{doomed}")
+    expect(dead).to_have_count(0, timeout=10 * SECOND)
+
+
+def test_forms_work_without_javascript(browser: Browser, api: ApiClient, consumer) -> None:
+    context = browser.new_context(base_url=api.base_url, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/")
+    card = page.locator("form[data-form=rmq]")
+    card.locator("input[name=processing_timeout]").fill("0.2")
+    card.locator("input[name=count]").fill("2")
+    card.get_by_role("button").click()
+    # A plain POST, a 303 redirect back, and the message from the redirect's query.
+    expect(page.locator(".notice")).to_have_text(re.compile(r"^Отправлено через RabbitMQ: №\d+–\d+$"))
+    assert "sent=rmq" in page.url
+    page.locator("#sync form").get_by_role("button").click()
+    expect(page.locator("#sync-result")).to_contain_text("Тарелка")
+    context.close()
+
+
+def watch_heartbeat(page: Page) -> None:
+    """Record in the page every state the heartbeat passes through."""
+    page.evaluate("""() => {
+        const heartbeat = document.getElementById("heartbeat");
+        window.heartbeatStates = new Set([heartbeat.dataset.state]);
+        new MutationObserver(() => window.heartbeatStates.add(heartbeat.dataset.state))
+            .observe(heartbeat, {attributes: true, attributeFilter: ["data-state"]});
+    }""")
+
+
+def ask_long(page: Page, blocking: str):
+    form = page.locator("#sync-long form")
+    form.locator("select[name=blocking]").select_option(blocking)
+    form.get_by_role("button").click()
+    return form.locator(".form-answer")
+
+
+def test_heartbeat_beats_on_while_asyncio_sleep_waits(page: Page) -> None:
+    heartbeat = page.locator("#heartbeat")
+    expect(heartbeat).to_have_attribute("data-state", "ok", timeout=5 * SECOND)
+    watch_heartbeat(page)
+    beats = int(heartbeat.get_attribute("data-beats"))
+    answer = ask_long(page, blocking="0")
+    expect(answer).to_have_attribute("data-kind", "wait")
+    # Three seconds of beats while the seven-second request is still waiting.
+    page.wait_for_function(f"Number(document.getElementById('heartbeat').dataset.beats) >= {beats + 6}",
+                           timeout=5 * SECOND)
+    expect(answer).to_have_attribute("data-kind", "wait")
+    expect(answer).to_contain_text("цикл событий был свободен", timeout=12 * SECOND)
+    assert "stalled" not in page.evaluate("[...window.heartbeatStates]")
+
+
+def test_heartbeat_stalls_while_time_sleep_blocks_the_server(page: Page) -> None:
+    heartbeat = page.locator("#heartbeat")
+    expect(heartbeat).to_have_attribute("data-state", "ok", timeout=5 * SECOND)
+    answer = ask_long(page, blocking="1")
+    expect(heartbeat).to_have_attribute("data-state", "stalled", timeout=5 * SECOND)
+    expect(heartbeat).to_contain_text("сервер не отвечает")
+    expect(answer).to_contain_text("цикл событий был заблокирован", timeout=12 * SECOND)
+    expect(heartbeat).to_have_attribute("data-state", "ok", timeout=5 * SECOND)
+
+
+def test_screenshot_of_tasks_in_every_status(page: Page, api: ApiClient, consumer,
+                                             celery_worker) -> None:
+    finished = api.send("celery", timeout=0.2, count=2) + api.send("rmq", timeout=0.2, fail=True)
+    for task in finished:
+        expect(row(page, task["task_num"])).to_have_attribute(
+            "data-status", re.compile("DONE|ERROR"), timeout=20 * SECOND)
+    expect(page.locator(f'#dead-list li[data-task="{finished[-1]["task_num"]}"]')).to_be_visible(
+        timeout=10 * SECOND)
+    # The consumer takes three at a time (prefetch 3): the fourth waits in the queue.
+    running = api.send("rmq", timeout=3, count=4) + api.send("celery", timeout=3)
+    for status in ("PENDING", "IN_PROGRESS", "DONE", "ERROR"):
+        expect(page.locator(f'#task-rows tr[data-status="{status}"]').first).to_be_visible(
+            timeout=10 * SECOND)
+    # Every queue has figures (a new queue has none for a few seconds).
+    expect(page.locator("#queue-rows td.number", has_text="…")).to_have_count(0, timeout=15 * SECOND)
+    expect(page.locator("#queue-rows tr")).to_have_count(3)
+    path = os.environ.get("LIVE_SCREENSHOT")
+    if path:
+        # The tasks and the panels, the heartbeat pinned in the corner; under 300 KB.
+        page.locator(".live").evaluate("live => live.scrollIntoView()")
+        page.screenshot(path=path, animations="disabled")
+    # Leave the shared workers idle for the next test.
+    api.wait_final([task["task_num"] for task in running])
