@@ -114,6 +114,7 @@ class TaskStore:
         self._limit = limit
         self._tasks: OrderedDict[int, Task] = OrderedDict()
         self._listeners: list[Callable[[Task], None]] = []
+        self._discard_listeners: list[Callable[[int], None]] = []
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -124,6 +125,10 @@ class TaskStore:
     def add_listener(self, listener: Callable[[Task], None]) -> None:
         """Call ``listener(task)`` after every change: the live page subscribes here."""
         self._listeners.append(listener)
+
+    def add_discard_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(task_num)`` when an unsent task is discarded: the page drops its row."""
+        self._discard_listeners.append(listener)
 
     def _changed(self, task: Task) -> None:
         for listener in self._listeners:
@@ -153,7 +158,9 @@ class TaskStore:
 
     def discard(self, task_num: int) -> None:
         """Forget a task that was never handed to a broker: nobody will ever report on it."""
-        self._tasks.pop(task_num, None)
+        if self._tasks.pop(task_num, None) is not None:
+            for listener in self._discard_listeners:
+                listener(task_num)
 
     def set_celery_id(self, task_num: int, celery_id: str) -> None:
         self.get(task_num).celery_id = celery_id
