@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> web.Application:
     # The live page learns of every change from the store itself, whoever made it.
     app[store_key].add_listener(app[events_key].publish)
     app[store_key].add_listener(app[workers_key].update)
+    app[store_key].add_discard_listener(app[events_key].discarded)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -110,20 +110,23 @@ def describe(message: dict[str, Any]) -> DeadLetter:
     else:
         problem = problem_with(body)
         task_num = None if problem else TaskMessage.from_json(body).task_num
-    headers = (message.get("properties") or {}).get("headers") or {}
+    properties = message.get("properties")
+    headers = properties.get("headers") if isinstance(properties, dict) else None
     return DeadLetter(shown(body), size, _death(headers), task_num, problem)
 
 
-def _death(headers: dict[str, Any]) -> Death | None:
-    deaths = headers.get("x-death")
+def _death(headers: Any) -> Death | None:
+    # Any publisher may set headers, x-death included: trust no type here.
+    deaths = headers.get("x-death") if isinstance(headers, dict) else None
     if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
         return None
     newest = deaths[0]  # RabbitMQ keeps the most recent death first
+    count, died_at = newest.get("count"), newest.get("time")
     return Death(
         reason=str(newest.get("reason", "")),
         queue=str(newest.get("queue", "")),
-        count=int(newest.get("count", 1)),
-        time=newest.get("time"),
+        count=count if isinstance(count, int) else 1,
+        time=died_at if isinstance(died_at, int | float) else None,
     )
 
 

@@ -37,7 +37,14 @@ class TaskEvents:
 
     def publish(self, task: Task) -> None:
         """The store's listener: queue the task's new state for every page, without waiting."""
-        event = task.to_dict()
+        if self._subscribers:
+            self._put(task.to_dict())
+
+    def discarded(self, task_num: int) -> None:
+        """The store's discard listener: the task was never sent, pages drop its row."""
+        self._put({"task_num": task_num, "discarded": True})
+
+    def _put(self, event: TaskEvent) -> None:
         for queue in list(self._subscribers):
             try:
                 queue.put_nowait(event)

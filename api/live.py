@@ -34,8 +34,9 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     """``GET /api/events``: a snapshot of the recent tasks and workers, then every change.
 
     Three kinds of events: ``snapshot`` ``{"tasks", "workers"}`` first, then ``tasks`` (a list
-    of changed tasks) and ``workers`` (the whole board, when it moved). After a reconnect the
-    browser gets a new snapshot, so it never has to ask for what it missed.
+    of changed tasks, or ``{"task_num", "discarded": true}`` for one that was never sent) and
+    ``workers`` (the whole board, when it moved). After a reconnect the browser gets a new
+    snapshot, so it never has to ask for what it missed.
     """
     store, events, board = request.app[store_key], request.app[events_key], request.app[workers_key]
     async with sse_response(request) as stream:
@@ -54,6 +55,9 @@ async def task_events(request: web.Request) -> web.StreamResponse:
                         await stream.send(json.dumps(board.snapshot()), event="workers")
             except ConnectionResetError:
                 log.debug("a live page went away")
+            except TimeoutError:
+                # aiohttp-sse gives up on a page that takes no data for send_timeout seconds.
+                log.info("a live page stopped reading: stream closed")
     return stream
 
 

@@ -91,6 +91,14 @@ async def test_a_page_that_falls_behind_is_dropped_and_others_go_on() -> None:
         assert (await fast.get())["task_num"] == 3
 
 
+async def test_nothing_is_built_for_nobody_and_discards_reach_every_page() -> None:
+    events = TaskEvents()
+    events.publish(task(1))  # no page open: nothing to do
+    with events.subscribe() as queue:
+        events.discarded(2)
+        assert queue.get_nowait() == {"task_num": 2, "discarded": True}
+
+
 async def test_close_ends_every_stream_and_any_later_one() -> None:
     events = TaskEvents()
     with events.subscribe() as queue:
@@ -136,6 +144,11 @@ def test_a_dead_letter_says_why_it_died_and_whether_it_is_a_task() -> None:
     cut = describe({"payload": "x" * 10, "payload_encoding": "string", "payload_bytes": 50_000,
                     "properties": {"headers": {}}})
     assert cut.task_num is None and "too long" in cut.problem
+
+    # Any publisher can set an x-death header of its own: odd types must not break the panel.
+    forged = describe({"payload": "{}", "payload_encoding": "string", "payload_bytes": 2,
+                       "properties": {"headers": {"x-death": [{"count": "many", "time": "now"}]}}})
+    assert forged.death.count == 1 and forged.death.time is None
 
 
 # ---------------------------------------------------------------- the event stream, end to end
@@ -287,17 +300,39 @@ async def test_live_endpoints_answer_bad_requests_with_json(client, method, path
     assert "error" in await answer.json()
 
 
-async def test_replay_and_purge_without_a_broker_answer_503(aiohttp_client, settings, tmp_path):
+@pytest.fixture
+async def client_without_broker(aiohttp_client, settings, tmp_path):
+    """The application with its broker on a closed port: every publish fails."""
     no_broker = dataclasses.replace(
         settings,
         rmq_url=f"amqp://student:qwerty@127.0.0.1:{free_port()}/",
         task_counter_path=str(tmp_path / "counter"),
     )
-    client = await aiohttp_client(create_app(no_broker))
+    return await aiohttp_client(create_app(no_broker))
+
+
+async def test_replay_and_purge_without_a_broker_answer_503(client_without_broker) -> None:
     for path in ("/api/dead-letters/replay", "/api/dead-letters/purge"):
-        answer = await client.post(path)
+        answer = await client_without_broker.post(path)
         assert answer.status == 503
         assert "broker unavailable" in (await answer.json())["error"]
+
+
+async def test_a_task_that_was_never_sent_leaves_the_page(client_without_broker) -> None:
+    async with client_without_broker.get("/api/events") as stream:
+        events = sse_events(stream)
+        assert (await anext(events))[0] == "snapshot"
+        answer = await client_without_broker.post("/api/tasks",
+                                                  json={"method": "rmq", "timeout": 1})
+        assert answer.status == 503
+        seen = []
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                kind, data = await anext(events)
+                seen += data if kind == "tasks" else []
+    [created, discarded] = seen
+    assert created["status"] == "PENDING"
+    assert discarded == {"task_num": created["task_num"], "discarded": True}
 
 
 # ---------------------------------------------------------------- JSON from the sync modes

@@ -95,8 +95,14 @@ class TaskTable {
 
   /** One task changed or appeared: redraw its row, or insert it in number order. */
   upsert(task) {
-    const row = this.row(task, true);
     const old = this.body.querySelector(`tr[data-task="${task.task_num}"]`);
+    if (task.discarded) {
+      // Never sent (the broker was down): the server forgot it, so does the table.
+      old?.remove();
+      this.showEmpty();
+      return;
+    }
+    const row = this.row(task, true);
     if (old) {
       old.replaceWith(row);
       return;
