@@ -73,6 +73,7 @@ async def _next_changes(queue: Subscription, stream: EventSourceResponse) -> lis
             return None  # dropped as too slow, or the server is stopping
         changes = [first]
         # Everything else already waiting goes in the same event: one write for a burst.
+        # (The end marker never waits behind changes: ending a queue empties it first.)
         while not queue.empty() and (change := queue.get_nowait()) is not None:
             changes.append(change)
         return changes

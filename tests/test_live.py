@@ -188,6 +188,33 @@ async def test_event_stream_sends_a_snapshot_then_every_change(api: ApiClient, c
     assert any(w["finished"] >= 1 for w in snapshot["workers"])
 
 
+async def test_workers_board_shows_two_consumers_sharing_the_work(
+    api: ApiClient, consumer, settings, own_services
+) -> None:
+    own_services.start_workers("consumer", settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(api.url("/api/events")) as stream:
+            events = sse_events(stream)
+            await anext(events)  # the snapshot
+            async with session.post(api.url("/api/tasks"),
+                                    json={"method": "rmq", "timeout": 1, "count": 6}) as answer:
+                sent = {t["task_num"] for t in (await answer.json())["tasks"]}
+            busy_together: set[str] = set()
+            done: set[int] = set()
+            async with asyncio.timeout(20):
+                async for kind, data in events:
+                    if kind == "workers":
+                        busy = {w["worker_id"] for w in data if sent & set(w["running"])}
+                        if len(busy) == 2:
+                            busy_together = busy  # both hold some of these tasks at once
+                    elif kind == "tasks":
+                        done |= {t["task_num"] for t in data if t.get("status") == "DONE"}
+                    if sent <= done:
+                        break
+    assert len(busy_together) == 2
+    assert all(worker.startswith("consumer@") for worker in busy_together)
+
+
 def test_open_streams_do_not_hold_up_a_stopping_server(settings, own_services, tmp_path) -> None:
     own = dataclasses.replace(settings, api_port=free_port(),
                               task_counter_path=str(tmp_path / "counter"))
