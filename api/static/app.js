@@ -243,6 +243,7 @@ function queueRow(queue) {
 
 function renderQueues(rows, errorBox, data) {
   errorBox.hidden = data.available;
+  rows.closest("table").hidden = !data.available;
   if (!data.available) {
     errorBox.textContent =
       `API управления RabbitMQ недоступен: ${data.error || "нет ответа"}. ` +
