@@ -87,7 +87,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/api/dead-letters", live.list_dead_letters, name="api_dead_letters")
     router.add_post("/api/dead-letters/replay", live.replay_dead_letters, name="api_replay")
     router.add_post("/api/dead-letters/purge", live.purge_dead_letters, name="api_purge")
-    router.add_static("/static/", HERE / "static", name="static")
+    # ?v=<hash> on every static URL: an open tab picks up a changed app.js at its next reload.
+    router.add_static("/static/", HERE / "static", name="static", append_version=True)
 
 
 def create_app(settings: Settings) -> web.Application:
