@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from aiohttp import web
@@ -28,6 +29,9 @@ async def submit(app: web.Application, request: TaskRequest) -> list[Task]:
     sent: list[Task] = []
     for _ in range(request.count):
         task = store.create(request.method, request.timeout, request.fail)
+        # The client is told about the task as it was accepted (PENDING): a fast worker may
+        # already have reported IN_PROGRESS by the time the broker confirms the publish.
+        accepted = dataclasses.replace(task)
         message = TaskMessage(task.task_num, request.timeout, request.fail)
         try:
             if request.method is Method.RMQ:
@@ -36,12 +40,13 @@ async def submit(app: web.Application, request: TaskRequest) -> list[Task]:
                 # Both paths share one broker, and the publisher's connection notices at once
                 # when it goes away; Celery's client would only find out by hanging.
                 await app[publisher_key].wait_connected()
-                store.set_celery_id(task.task_num, await app[celery_key].send(message))
+                accepted.celery_id = await app[celery_key].send(message)
+                store.set_celery_id(task.task_num, accepted.celery_id)
         except BrokerUnavailable as exc:
             # Not in any queue, so no worker will ever report on it: forget it rather than
             # show a task stuck in PENDING forever.
             store.discard(task.task_num)
             log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
             raise DispatchFailed(str(exc), sent) from exc
-        sent.append(task)
+        sent.append(accepted)
     return sent
