@@ -57,7 +57,8 @@ def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterato
             lambda message: message.type == "error" and console_errors.append(message.text))
     page.on("pageerror", lambda error: console_errors.append(f"uncaught: {error}"))
     page.goto("/")
-    expect(page.locator("#stream-state")).to_have_attribute("data-state", "live", timeout=10 * SECOND)
+    stream_state = page.locator("#stream-state")
+    expect(stream_state).to_have_attribute("data-state", "live", timeout=10 * SECOND)
     # Survives only as long as the document does: proof that nothing below reloads the page.
     page.evaluate("window.sameDocument = true")
     yield page
@@ -155,7 +156,8 @@ def test_forms_work_without_javascript(browser: Browser, api: ApiClient, consume
     card.locator("input[name=count]").fill("2")
     card.get_by_role("button").click()
     # A plain POST, a 303 redirect back, and the message from the redirect's query.
-    expect(page.locator(".notice")).to_have_text(re.compile(r"^Отправлено через RabbitMQ: №\d+–\d+$"))
+    notice = re.compile(r"^Отправлено через RabbitMQ: №\d+–\d+$")
+    expect(page.locator(".notice")).to_have_text(notice)
     assert "sent=rmq" in page.url
     page.locator("#sync form").get_by_role("button").click()
     expect(page.locator("#sync-result")).to_contain_text("Тарелка")
@@ -187,8 +189,10 @@ def test_heartbeat_beats_on_while_asyncio_sleep_waits(page: Page) -> None:
     answer = ask_long(page, blocking="0")
     expect(answer).to_have_attribute("data-kind", "wait")
     # Three seconds of beats while the seven-second request is still waiting.
-    page.wait_for_function(f"Number(document.getElementById('heartbeat').dataset.beats) >= {beats + 6}",
-                           timeout=5 * SECOND)
+    page.wait_for_function(
+        f"Number(document.getElementById('heartbeat').dataset.beats) >= {beats + 6}",
+        timeout=5 * SECOND,
+    )
     expect(answer).to_have_attribute("data-kind", "wait")
     expect(answer).to_contain_text("цикл событий был свободен", timeout=12 * SECOND)
     assert "stalled" not in page.evaluate("[...window.heartbeatStates]")
@@ -218,7 +222,8 @@ def test_screenshot_of_tasks_in_every_status(page: Page, api: ApiClient, consume
         expect(page.locator(f'#task-rows tr[data-status="{status}"]').first).to_be_visible(
             timeout=10 * SECOND)
     # Every queue has figures (a new queue has none for a few seconds).
-    expect(page.locator("#queue-rows td.number", has_text="…")).to_have_count(0, timeout=15 * SECOND)
+    no_figures_yet = page.locator("#queue-rows td.number", has_text="…")
+    expect(no_figures_yet).to_have_count(0, timeout=15 * SECOND)
     expect(page.locator("#queue-rows tr")).to_have_count(3)
     path = os.environ.get("LIVE_SCREENSHOT")
     if path:
