@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from common import topology
 from tests.support import ApiClient, purge
@@ -68,7 +68,7 @@ def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterato
     assert still_same, "the page was reloaded"
 
 
-def row(page: Page, task_num: int):
+def row(page: Page, task_num: int) -> Locator:
     return page.locator(f'#task-rows tr[data-task="{task_num}"]')
 
 
