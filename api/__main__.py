@@ -4,6 +4,7 @@ import logging
 
 from aiohttp import web
 
+from api.access_log import FORMAT as ACCESS_LOG_FORMAT, QuietAccessLogger
 from api.app import create_app
 from common.logs import configure_logging
 from common.settings import Settings
@@ -20,7 +21,8 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         print=None,
-        access_log_format='%a "%r" %s %b %Tfs',
+        access_log_class=QuietAccessLogger,
+        access_log_format=ACCESS_LOG_FORMAT,
     )
 
 

@@ -15,7 +15,7 @@ from api import json_api, live, views
 from api.celery_gateway import CeleryGateway
 from api.events import TaskEvents
 from api.management import ManagementClient
-from api.middlewares import error_middleware
+from api.middlewares import error_middleware, same_origin_middleware
 from api.publisher import Publisher
 from api.store import TaskNumbers, TaskStore
 from api.typedefs import (
@@ -92,7 +92,9 @@ def setup_routes(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[error_middleware, same_origin_middleware], client_max_size=MAX_BODY
+    )
     app[settings_key] = settings
     app[store_key] = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
     app[publisher_key] = Publisher(settings)

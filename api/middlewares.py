@@ -1,8 +1,10 @@
-"""One place that turns errors into answers: JSON for programs, a page for people."""
+"""Request-wide rules: errors become answers (JSON for programs, a page for people), and a
+browser may change state only from the demo's own page."""
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -32,3 +34,21 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return aiohttp_jinja2.render_template(
             "error.html", request, {"message": "Внутренняя ошибка сервера"}, status=500
         )
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@web.middleware
+async def same_origin_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Refuse a state-changing request that a browser sends from another site (CSRF).
+
+    Browsers put an ``Origin`` header on every cross-site POST; curl, scripts and the workers
+    send none, so they are not affected.
+    """
+    origin = request.headers.get("Origin")
+    if request.method in UNSAFE_METHODS and origin is not None:
+        if urlsplit(origin).netloc != request.host:
+            log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
+            raise json_error(web.HTTPForbidden, "Origin: cross-site requests are not allowed")
+    return await handler(request)

@@ -55,3 +55,20 @@ def test_workers_send_the_token_and_no_log_shows_a_secret(fresh_settings, own_se
         assert TOKEN not in log
         assert f":{settings.rmq_password}@" not in log
         assert settings.rmq_url not in log
+
+
+@pytest.mark.parametrize("path", ["/api/tasks", "/send_rmq_direct/", "/update_task_status_api/"])
+async def test_a_post_from_another_site_is_refused(client, path: str) -> None:
+    response = await client.post(
+        path, data=b'{"method": "rmq", "timeout": 0}', headers={"Origin": "http://evil.example"}
+    )
+    assert response.status == 403
+    assert "Origin" in (await response.json())["error"]
+
+
+async def test_a_post_from_the_page_itself_is_accepted(client) -> None:
+    origin = f"http://{client.server.host}:{client.server.port}"
+    response = await client.post(
+        "/api/tasks", json={"method": "rmq", "timeout": 0}, headers={"Origin": origin}
+    )
+    assert response.status == 202

@@ -1,0 +1,20 @@
+"""An access log that students can read: the page's own polling is left out when it succeeds."""
+
+from __future__ import annotations
+
+from aiohttp.abc import BaseRequest
+from aiohttp.web import StreamResponse
+from aiohttp.web_log import AccessLogger
+
+# An open page asks for the first three every second or two, and every successful status
+# callback is already logged as "task N: STATUS, worker=..." by its handler: logged again here,
+# they would bury the lines students read.
+QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", "/update_task_status_api/"})
+FORMAT = '%a "%r" %s %b %Tfs'
+
+
+class QuietAccessLogger(AccessLogger):
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        if request.path in QUIET_PATHS and response.status < 400:
+            return
+        super().log(request, response, time)
