@@ -25,6 +25,8 @@ PUBLISH_TIMEOUT = 5.0
 # How long a publish waits for a reconnecting broker before the client gets a 503.
 CONNECT_WAIT = 2.0
 RECONNECT_DELAY_MAX = 10.0
+# Once connected, how often the robust connection retries after losing the broker (default 5 s).
+RECONNECT_INTERVAL = 2.0
 
 
 class BrokerUnavailable(RuntimeError):
@@ -69,7 +71,9 @@ class Publisher:
     async def _connect(self) -> None:
         # After this first connect the robust connection re-opens itself and re-declares
         # the exchange, queues and bindings below whenever the broker comes back.
-        connection = await aio_pika.connect_robust(self._settings.rmq_url, timeout=5)
+        connection = await aio_pika.connect_robust(
+            self._settings.rmq_url, timeout=5, reconnect_interval=RECONNECT_INTERVAL
+        )
         try:
             channel = await connection.channel(publisher_confirms=True)
             exchanges = {

@@ -12,8 +12,10 @@ from consumer.worker import Consumer
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings)
-    # pika logs every connection attempt at INFO; our own lines already say what happens.
+    # pika logs every connection attempt at INFO, and a refused one as a screenful of ERRORs;
+    # our own line ("broker unavailable ..., reconnecting in N s") already says what happens.
     logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika.adapters").setLevel(logging.CRITICAL)
     reporter = StatusReporter(settings, make_worker_id("consumer"))
     consumer = Consumer(settings, reporter)
     # `docker stop` sends SIGTERM: stop consuming; unacked messages return to the queue.
