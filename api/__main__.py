@@ -4,7 +4,8 @@ import logging
 
 from aiohttp import web
 
-from api.access_log import FORMAT as ACCESS_LOG_FORMAT, QuietAccessLogger
+from api.access_log import FORMAT as ACCESS_LOG_FORMAT
+from api.access_log import QuietAccessLogger
 from api.app import create_app
 from common.logs import configure_logging
 from common.settings import Settings

@@ -15,7 +15,6 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from api.publisher import BrokerUnavailable
-
 from celery_tasks import process_task
 from common.messages import TaskMessage
 
@@ -46,7 +45,7 @@ class CeleryGateway:
             result = await asyncio.wait_for(self._run(self._send, message), SEND_TIMEOUT)
         except OperationalError as exc:
             raise BrokerUnavailable(f"Celery could not reach the broker: {exc}") from exc
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise BrokerUnavailable("Celery could not reach the broker in time") from None
         log.info("task %s: sent to Celery as %s", message.task_num, result.id)
         return result.id

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 SHOWN_BODY = 300  # characters of a body the panel shows
 MAX_REPLAY = 1000  # messages one replay takes, so that a click always ends
 GET_TIMEOUT = 5.0
-AMQP_ERRORS = (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError)
+AMQP_ERRORS = (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)

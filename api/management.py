@@ -7,7 +7,6 @@ short timeouts: a slow or absent management plugin must not hold the page up.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -98,7 +97,7 @@ class ManagementClient:
         except ManagementUnavailable as exc:
             self._note_failure(str(exc))
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self._note_failure(reason)
             raise ManagementUnavailable(reason) from exc

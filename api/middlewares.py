@@ -47,8 +47,8 @@ async def same_origin_middleware(request: web.Request, handler) -> web.StreamRes
     send none, so they are not affected.
     """
     origin = request.headers.get("Origin")
-    if request.method in UNSAFE_METHODS and origin is not None:
-        if urlsplit(origin).netloc != request.host:
-            log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
-            raise json_error(web.HTTPForbidden, "Origin: cross-site requests are not allowed")
+    cross_site = origin is not None and urlsplit(origin).netloc != request.host
+    if request.method in UNSAFE_METHODS and cross_site:
+        log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
+        raise json_error(web.HTTPForbidden, "Origin: cross-site requests are not allowed")
     return await handler(request)

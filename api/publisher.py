@@ -58,13 +58,13 @@ class Publisher:
             try:
                 await self._connect()
                 return
-            except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
                 log.warning(
                     "broker %s not reachable (%s), retrying in %.1f s",
                     self._settings.rmq_url_masked, exc or type(exc).__name__, delay,
                 )
             # Sleep until the next attempt, or until close() asks us to stop.
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
             delay = min(delay * 2, RECONNECT_DELAY_MAX)
 
@@ -120,7 +120,7 @@ class Publisher:
             await self._exchange.publish(
                 amqp_message, routing_key=routing_key, mandatory=False, timeout=PUBLISH_TIMEOUT
             )
-        except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as exc:
             raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
         log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
 
@@ -133,7 +133,7 @@ class Publisher:
         await self.wait_connected()
         try:
             channel = await self._connection.channel()
-        except (aio_pika.exceptions.AMQPError, OSError, asyncio.TimeoutError, RuntimeError) as exc:
+        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as exc:
             raise BrokerUnavailable(f"no channel: {exc or type(exc).__name__}") from exc
         try:
             yield channel

@@ -80,7 +80,7 @@ class Settings:
         if rmq.scheme not in ("amqp", "amqps"):
             raise SettingsError("RMQ_URL must start with amqp:// or amqps://")
         try:
-            rmq.port  # urlsplit checks the port only when it is read
+            _ = rmq.port  # urlsplit checks the port only when it is read
         except ValueError:
             raise SettingsError("RMQ_URL has a port that is not a number") from None
         for name in ("api_url", "rmq_management_url", "rmq_management_public_url"):

@@ -8,6 +8,7 @@ thread with ``add_callback_threadsafe``. A task of any length keeps its connecti
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -96,10 +97,10 @@ class Consumer:
         self._stopping.set()
         connection = self._connection
         if connection is not None and connection.is_open:
-            try:
+            # The connection may close between the check and the call: then there is no
+            # consuming left to stop.
+            with contextlib.suppress(pika.exceptions.ConnectionWrongStateError):
                 connection.add_callback_threadsafe(self._stop_consuming)
-            except pika.exceptions.ConnectionWrongStateError:
-                pass
 
     def _stop_consuming(self) -> None:
         if self._channel is not None and self._channel.is_open:
