@@ -8,7 +8,6 @@ in place); replaying and purging go over the API's own AMQP connection.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import dataclasses
