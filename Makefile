@@ -10,11 +10,11 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test bench venv rmq browser flower definitions clean
+.PHONY: help dev test lint bench venv rmq browser flower definitions clean
 
 help:
 	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N)"
-	@echo "make test   - the whole test suite against a real RabbitMQ"
+	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
 	@echo "make flower - Celery's web UI on http://localhost:5555 (next to make dev)"
 	@echo "make definitions - regenerate rmq/definitions.json from common/topology.py"
@@ -37,7 +37,10 @@ browser:
 dev: venv rmq
 	honcho start -f Procfile -c consumer=$(CONSUMERS),celery_worker=$(WORKERS)
 
-test: venv rmq browser
+lint: venv
+	ruff check .
+
+test: venv rmq browser lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 bench: venv rmq

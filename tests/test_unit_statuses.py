@@ -45,7 +45,7 @@ def test_allowed_transitions_has_an_entry_for_every_status() -> None:
 
 
 def test_done_and_error_are_the_final_statuses() -> None:
-    assert FINAL_STATUSES == {D, E}
+    assert {D, E} == FINAL_STATUSES
     assert [status for status in TaskStatus if status.is_final] == [D, E]
 
 
