@@ -14,7 +14,14 @@ import requests
 
 from api.app import create_app
 from common.settings import Settings
-from tests.support import ApiClient, Service, Services, demo_settings, scratch_vhost
+from tests.support import (
+    ApiClient,
+    Service,
+    Services,
+    demo_settings,
+    scratch_vhost,
+    sweep_stale_vhosts,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +40,7 @@ def management(base_settings: Settings) -> Iterator[requests.Session]:
 
 @pytest.fixture(scope="session")
 def vhost(base_settings: Settings, management: requests.Session) -> Iterator[str]:
+    sweep_stale_vhosts(base_settings, management)
     with scratch_vhost(base_settings, management) as name:
         yield name
 

@@ -23,6 +23,8 @@ from common import topology
 from common.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRATCH_PREFIX = "test-"
+STALE_AFTER = 3600.0  # seconds: no test run lasts this long
 T = TypeVar("T")
 
 
@@ -168,8 +170,12 @@ def management_url(settings: Settings, path: str) -> str:
 
 @contextlib.contextmanager
 def scratch_vhost(base_settings: Settings, management: requests.Session) -> Iterator[str]:
-    """A new, empty vhost on the real broker, deleted afterwards with everything in it."""
-    name = f"test-{uuid.uuid4().hex[:8]}"
+    """A new, empty vhost on the real broker, deleted afterwards with everything in it.
+
+    Its name carries its birth time, so that vhosts left by a run that was killed can be swept
+    away later (see :func:`sweep_stale_vhosts`).
+    """
+    name = f"{SCRATCH_PREFIX}{int(time.time())}-{uuid.uuid4().hex[:6]}"
     quoted = quote(name, safe="")
     management.put(management_url(base_settings, f"vhosts/{quoted}"), timeout=10).raise_for_status()
     management.put(
@@ -181,6 +187,23 @@ def scratch_vhost(base_settings: Settings, management: requests.Session) -> Iter
         yield name
     finally:
         management.delete(management_url(base_settings, f"vhosts/{quoted}"), timeout=30)
+
+
+def sweep_stale_vhosts(base_settings: Settings, management: requests.Session) -> list[str]:
+    """Delete scratch vhosts older than an hour: a test run killed midway leaves its own."""
+    response = management.get(management_url(base_settings, "vhosts"), timeout=10)
+    response.raise_for_status()
+    stale = []
+    for vhost in response.json():
+        name = vhost["name"]
+        born = name.removeprefix(SCRATCH_PREFIX).split("-")[0]
+        old = born.isdigit() and time.time() - int(born) > STALE_AFTER
+        if name.startswith(SCRATCH_PREFIX) and old:
+            management.delete(
+                management_url(base_settings, f"vhosts/{quote(name, safe='')}"), timeout=30
+            )
+            stale.append(name)
+    return stale
 
 
 def demo_settings(base_settings: Settings, vhost: str, state_dir: Path) -> Settings:
