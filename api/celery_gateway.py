@@ -8,10 +8,12 @@ of the API runs in one dedicated thread: the loop stays free and results find th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import Celery
+from celery.backends.rpc import BacklogLimitExceeded
 from kombu.exceptions import OperationalError
 
 from api.publisher import BrokerUnavailable
@@ -26,6 +28,7 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 # its reply queue with unbounded retries (celery/celery#6911). Past this, the client gets a 503;
 # if that send completes once the broker is back, the worker finds the task unknown and skips it.
 SEND_TIMEOUT = 5.0
+STATE_PASSES = 10  # up to 10,000 waiting results
 
 
 class CeleryGateway:
@@ -60,7 +63,16 @@ class CeleryGateway:
 
     async def state(self, celery_id: str) -> str:
         """Celery's own view of the task (PENDING, STARTED, RETRY, SUCCESS, FAILURE)."""
-        return await self._run(lambda: self._app.AsyncResult(celery_id).state)
+        return await self._run(self._state, celery_id)
+
+    def _state(self, celery_id: str) -> str:
+        # rpc:// results wait in one reply queue until somebody reads them, and one read looks
+        # at no more than 1000 of them. After a big batch the task asked for may lie deeper:
+        # each pass sets aside what it read for later questions, so a few passes reach it.
+        for _ in range(STATE_PASSES - 1):
+            with contextlib.suppress(BacklogLimitExceeded):
+                return self._app.AsyncResult(celery_id).state
+        return self._app.AsyncResult(celery_id).state
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
