@@ -174,3 +174,16 @@ def test_task_numbers_never_repeat_across_api_restarts(settings, own_services, t
         numbers += [t["task_num"] for t in client.send("rmq", timeout=0, count=2)]
         client.service.stop()
     assert numbers == sorted(numbers) and len(set(numbers)) == 4
+
+
+def test_celery_state_is_found_behind_a_big_backlog_of_results(fresh_settings, own_services) -> None:
+    """600 tasks leave 1200 results (STARTED, SUCCESS) in the API's rpc:// reply queue: more
+    than Celery reads in one go, and the first task's result is the deepest."""
+    api = own_services.start_api(fresh_settings)
+    own_services.start_workers("celery_worker", fresh_settings)
+    tasks = [t for _ in range(6) for t in api.send("celery", timeout=0, count=100)]
+    api.wait_final([tasks[-1]["task_num"]], timeout=60)
+    wait_for(lambda: all(t["status"] == "DONE" for t in api.session.get(
+        api.url("/api/tasks"), params={"limit": 600}, timeout=10).json()["tasks"]), 60,
+        what="all 600 tasks to finish")
+    assert api.task(tasks[0]["task_num"])["celery_state"] == "SUCCESS"
