@@ -35,7 +35,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 dev: venv rmq
-	@echo "Демо: http://localhost:8080   RabbitMQ: http://localhost:15672 (student / qwerty)   Ctrl-C - стоп"
+	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   остановить: Ctrl-C"
 	honcho start -f Procfile -c consumer=$(CONSUMERS),celery_worker=$(WORKERS)
 
 lint: venv
