@@ -66,9 +66,33 @@ def _sent_notice(query) -> str | None:
     return f"Отправлено через {METHOD_LABELS[method]}: {numbers}"
 
 
+class NoAnswer(Exception):
+    """The sync request cannot be answered: ``status`` and a message naming ``field``."""
+
+    def __init__(self, status: int, message: str, field: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def _find_item(request: web.Request) -> tuple[int, str]:
+    """The catalogue item that ``?data_id=`` names."""
+    try:
+        data_id = parse_data_id(request.query.get("data_id"))
+    except InvalidField as exc:
+        raise NoAnswer(400, field_message(exc), exc.field) from exc
+    if data_id not in ITEMS:
+        raise NoAnswer(404, f"Нет товара с data_id={data_id}: есть 10–16", "data_id")
+    return data_id, ITEMS[data_id]
+
+
 async def get_sync_data(request: web.Request) -> web.Response:
     """Sync mode: the client waits for the answer, which is here at once."""
-    return _sync_answer(request, started=time.monotonic())
+    started = time.monotonic()
+    try:
+        item = _find_item(request)
+    except NoAnswer as exc:
+        return _sync_error(request, exc)
+    return _sync_answer(request, item, started)
 
 
 async def get_sync_long_data(request: web.Request) -> web.Response:
@@ -79,13 +103,14 @@ async def get_sync_long_data(request: web.Request) -> web.Response:
     ``blocking=0`` it awaits ``asyncio.sleep``: this request still waits, but the loop serves others.
     """
     started = time.monotonic()
-    blocking = request.query.get("blocking", "1")
-    if blocking not in ("0", "1"):
-        return _sync_error(request, 400, "blocking: должно быть 0 или 1", field="blocking")
     try:
-        parse_data_id(request.query.get("data_id"))
-    except InvalidField as exc:
-        return _sync_error(request, 400, field_message(exc), field=exc.field)
+        blocking = request.query.get("blocking", "1")
+        if blocking not in ("0", "1"):
+            raise NoAnswer(400, "blocking: должно быть 0 или 1", "blocking")
+        # Checked before the wait: a wrong data_id is told at once, not after seven seconds.
+        item = _find_item(request)
+    except NoAnswer as exc:
+        return _sync_error(request, exc)
     if blocking == "1":
         log.info("long sync request: waiting %.0f s in time.sleep, the event loop is blocked",
                  LONG_REQUEST_SECONDS)
@@ -94,24 +119,14 @@ async def get_sync_long_data(request: web.Request) -> web.Response:
         log.info("long sync request: waiting %.0f s in asyncio.sleep, the loop serves others",
                  LONG_REQUEST_SECONDS)
         await asyncio.sleep(LONG_REQUEST_SECONDS)
-    return _sync_answer(request, started, blocking=blocking == "1")
+    return _sync_answer(request, item, started, blocking=blocking == "1")
 
 
-def _sync_answer(request: web.Request, started: float, **extra: Any) -> web.Response:
-    try:
-        data_id = parse_data_id(request.query.get("data_id"))
-    except InvalidField as exc:
-        return _sync_error(request, 400, field_message(exc), field=exc.field)
-    if data_id not in ITEMS:
-        return _sync_error(
-            request, 404, f"Нет товара с data_id={data_id}: есть 10–16", field="data_id"
-        )
-    result = {
-        "data_id": data_id,
-        "name": ITEMS[data_id],
-        "seconds": time.monotonic() - started,
-        **extra,
-    }
+def _sync_answer(
+    request: web.Request, item: tuple[int, str], started: float, **extra: Any
+) -> web.Response:
+    data_id, name = item
+    result = {"data_id": data_id, "name": name, "seconds": time.monotonic() - started, **extra}
     if _wants_json(request):
         return web.json_response(result)
     return render_home(request, sync_result=result)
@@ -122,10 +137,10 @@ def _wants_json(request: web.Request) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _sync_error(request: web.Request, status: int, message: str, field: str) -> web.Response:
+def _sync_error(request: web.Request, exc: NoAnswer) -> web.Response:
     if _wants_json(request):
-        return web.json_response({"error": message, "field": field}, status=status)
-    return render_home(request, status=status, sync_error=message)
+        return web.json_response({"error": exc.message, "field": exc.field}, status=exc.status)
+    return render_home(request, status=exc.status, sync_error=exc.message)
 
 
 async def send_celery_task(request: web.Request) -> web.Response:
