@@ -35,6 +35,15 @@ class Outcome(enum.Enum):
     # The API could not be reached or refused the report even after the retries.
     FAILED = "failed"
 
+    @property
+    def work_unwanted(self) -> bool:
+        """After an IN_PROGRESS report: skip the work and settle the message, nobody waits.
+
+        The task ended before this (re)delivery, or the API no longer knows it. A failed report
+        is not a reason to skip: the API may just be restarting, the result still counts.
+        """
+        return self in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK)
+
 
 class StatusReporter:
     def __init__(

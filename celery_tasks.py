@@ -8,7 +8,7 @@ import time
 from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 
-from callback_client import Outcome, StatusReporter, make_worker_id
+from callback_client import StatusReporter, make_worker_id
 from common.settings import Settings
 from common.statuses import TaskStatus
 
@@ -54,8 +54,7 @@ def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) 
     """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
     worker_id = reporter().worker_id
     outcome = reporter().report(task_num, TaskStatus.IN_PROGRESS)
-    if outcome in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK):
-        # Already ended before a redelivery (acks_late), or the API forgot it: nobody waits.
+    if outcome.work_unwanted:  # e.g. redelivered (acks_late) after the task already ended
         log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return "skipped"
     log.info("task %s: working %.1f s, worker=%s", task_num, timeout, worker_id)

@@ -19,7 +19,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from callback_client import Outcome, StatusReporter
+from callback_client import StatusReporter
 from common import topology
 from common.messages import InvalidField, TaskMessage
 from common.settings import Settings
@@ -137,8 +137,7 @@ class Consumer:
         task_num = message.task_num
         ack = functools.partial(self._settle, connection, channel, delivery_tag, True)
         outcome = self._reporter.report(task_num, TaskStatus.IN_PROGRESS)
-        if outcome in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK):
-            # Nobody waits for this result, or it was already produced before a redelivery.
+        if outcome.work_unwanted:
             log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, self.worker_id)
             ack()
             return
