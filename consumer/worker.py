@@ -27,6 +27,7 @@ from common.statuses import TaskStatus
 
 log = logging.getLogger(__name__)
 
+RECONNECT_DELAY_MIN = 1.0
 RECONNECT_DELAY_MAX = 10.0
 
 
@@ -45,6 +46,7 @@ class Consumer:
         self._settings = settings
         self._reporter = reporter
         self._stopping = threading.Event()
+        self._retry_delay = RECONNECT_DELAY_MIN
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
@@ -57,26 +59,26 @@ class Consumer:
 
     def run(self) -> None:
         """Consume until :meth:`stop`, reconnecting with capped backoff when the broker goes away."""
-        delay = 1.0
         while not self._stopping.is_set():
             try:
                 self._consume()
-                delay = 1.0
             except pika.exceptions.AMQPConnectionError as exc:
                 log.warning("broker unavailable (%r), reconnecting in %.0f s, worker=%s",
-                            exc, delay, self.worker_id)
+                            exc, self._retry_delay, self.worker_id)
             except pika.exceptions.AMQPChannelError as exc:
                 log.error("channel closed by the broker (%r), reconnecting in %.0f s, worker=%s",
-                          exc, delay, self.worker_id)
-            if self._stopping.wait(delay):
+                          exc, self._retry_delay, self.worker_id)
+            if self._stopping.wait(self._retry_delay):
                 break
-            delay = min(delay * 2, RECONNECT_DELAY_MAX)
+            self._retry_delay = min(self._retry_delay * 2, RECONNECT_DELAY_MAX)
         self._pool.shutdown(wait=False, cancel_futures=True)
         log.info("consumer stopped, worker=%s", self.worker_id)
 
     def _consume(self) -> None:
         parameters = pika.URLParameters(self._settings.rmq_url)
         self._connection = connection = pika.BlockingConnection(parameters)
+        # Connected: the next outage starts its backoff from the beginning again.
+        self._retry_delay = RECONNECT_DELAY_MIN
         try:
             self._channel = channel = connection.channel()
             declare_topology(channel)
