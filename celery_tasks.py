@@ -9,6 +9,7 @@ from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
+from common.messages import parse_flag, parse_task_num, parse_timeout
 from common.settings import Settings
 from common.statuses import TaskStatus
 
@@ -52,6 +53,10 @@ class ReportingTask(Task):
 )
 def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) -> str:
     """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
+    # The same checks as the consumer's: a task sent around the API (from a shell, say) with
+    # a bad argument fails at once with the reason, instead of sleeping for a day.
+    task_num, timeout = parse_task_num(task_num), parse_timeout(timeout)
+    fail = parse_flag(fail)
     worker_id = reporter().worker_id
     outcome = reporter().report(task_num, TaskStatus.IN_PROGRESS)
     if outcome.work_unwanted:  # e.g. redelivered (acks_late) after the task already ended
