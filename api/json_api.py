@@ -14,6 +14,7 @@ from api.store import Method, TransitionNotAllowed, UnknownTask
 from api.typedefs import celery_key, publisher_key, settings_key, store_key
 from api.validation import (
     decode_json_object,
+    parse_limit,
     parse_status_report,
     parse_task_num_text,
     parse_task_request,
@@ -43,10 +44,11 @@ async def create_tasks(request: web.Request) -> web.Response:
 
 
 async def list_tasks(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        raise json_error(web.HTTPBadRequest, f"limit: must be between 1 and {MAX_LIST}", field="limit")
-    tasks = request.app[store_key].recent(int(raw))
+    try:
+        limit = parse_limit(request.query.get("limit", "100"), MAX_LIST)
+    except InvalidField as exc:
+        raise invalid(exc) from exc
+    tasks = request.app[store_key].recent(limit)
     return web.json_response({"tasks": [task.to_dict() for task in tasks]})
 
 

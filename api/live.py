@@ -13,12 +13,14 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from api import dead_letters
-from api.errors import json_error
+from api.errors import invalid, json_error
 from api.events import Subscription, TaskEvent
 from api.management import ManagementUnavailable
 from api.publisher import BrokerUnavailable
 from api.typedefs import events_key, management_key, settings_key, store_key, workers_key
+from api.validation import parse_limit
 from common import topology
+from common.messages import InvalidField
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,12 +105,12 @@ def _queue_page(settings: Settings, queue: str) -> str:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /api/dead-letters?limit=50``: the first dead letters, and why each one died."""
-    raw = request.query.get("limit", str(MAX_PEEK))
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_PEEK:
-        raise json_error(web.HTTPBadRequest, f"limit: must be between 1 and {MAX_PEEK}",
-                         field="limit")
     try:
-        letters, total = await dead_letters.peek(request.app, int(raw))
+        limit = parse_limit(request.query.get("limit", str(MAX_PEEK)), MAX_PEEK)
+    except InvalidField as exc:
+        raise invalid(exc) from exc
+    try:
+        letters, total = await dead_letters.peek(request.app, limit)
     except ManagementUnavailable as exc:
         return web.json_response({"available": False, "error": str(exc), "messages": [],
                                   "total": None})

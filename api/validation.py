@@ -8,12 +8,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.store import Method
-from common.messages import InvalidField, parse_count, parse_flag, parse_task_num, parse_timeout
+from common.messages import (
+    InvalidField,
+    parse_count,
+    parse_digits,
+    parse_flag,
+    parse_task_num,
+    parse_timeout,
+)
 from common.statuses import TaskStatus
 
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
-MAX_DIGITS = 18  # numbers in URLs: far more than any task number, still a 64-bit integer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,18 +101,21 @@ def parse_data_id(raw: str | None) -> int:
     """``data_id`` from a query string: a plain non-negative integer, nothing else."""
     if raw is None or not raw.strip():
         raise InvalidField("data_id", "is empty")
-    raw = raw.strip()
-    # Length first: int() refuses strings of thousands of digits with a plain ValueError.
-    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
-        raise InvalidField("data_id", "must be a whole number")
-    return int(raw)
+    return parse_digits(raw.strip(), "data_id")
 
 
 def parse_task_num_text(raw: str) -> int:
     """A task number from a URL path."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_DIGITS:
-        raise InvalidField("task_num", "must be a positive integer")
-    return parse_task_num(int(raw))
+    return parse_task_num(parse_digits(raw, "task_num", "must be a positive integer"))
+
+
+def parse_limit(raw: str, maximum: int) -> int:
+    """``?limit=`` of a list endpoint: how many items, from 1 to ``maximum``."""
+    message = f"must be between 1 and {maximum}"
+    limit = parse_digits(raw, "limit", message)
+    if not 1 <= limit <= maximum:
+        raise InvalidField("limit", message)
+    return limit
 
 
 def parse_status_report(data: Mapping[str, Any]) -> StatusReport:

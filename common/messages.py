@@ -41,12 +41,23 @@ def parse_timeout(value: Any, field: str = "timeout") -> float:
     return value
 
 
+MAX_DIGITS = 18  # far more than any count or task number, still a 64-bit integer
+
+
+def parse_digits(text: str, field: str, message: str = "must be a whole number") -> int:
+    """A whole number typed as text (a form field, a query or path part): ASCII digits only.
+
+    ``int()`` alone would also take "١٢" and " +5", and refuses thousands of digits with a plain
+    ValueError; the length check comes first. Callers strip what a form may pad, if they want.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_DIGITS:
+        raise InvalidField(field, message)
+    return int(text)
+
+
 def parse_count(value: Any, field: str = "count") -> int:
     if isinstance(value, str):
-        value = value.strip()
-        if not value.isascii() or not value.isdigit() or len(value) > 9:
-            raise InvalidField(field, f"must be a whole number from 1 to {MAX_BATCH}")
-        value = int(value)
+        value = parse_digits(value.strip(), field, f"must be a whole number from 1 to {MAX_BATCH}")
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(field, "must be a whole number")
     if not 1 <= value <= MAX_BATCH:

@@ -206,3 +206,11 @@ def test_random_bytes_are_never_a_5xx(fuzz_api, raw: bytes) -> None:
     for path in ("/api/tasks", "/update_task_status_api/"):
         response = fuzz_api.session.post(fuzz_api.url(path), data=raw, timeout=30)
         assert response.status_code < 500, (raw, response.text)
+
+
+@pytest.mark.parametrize("path", ["/api/tasks", "/api/dead-letters"])
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "١٢", "9" * 5000, "100000"])
+async def test_list_endpoints_reject_a_bad_limit(client, path: str, limit: str) -> None:
+    response = await client.get(path, params={"limit": limit})
+    assert response.status == 400
+    assert (await response.json())["field"] == "limit"
