@@ -93,6 +93,16 @@ class Service:
         return self.process.returncode
 
 
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run rabbitmqctl against the local node (through sudo when not root); fail with its output."""
+    as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    result = subprocess.run(
+        [*as_root, "rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"rabbitmqctl {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 
 import pytest
 import requests
 
-from tests.support import free_port, wait_for
+from tests.support import free_port, rabbitmqctl, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rabbitmqctl") is None, reason="needs the local RabbitMQ node's rabbitmqctl"
 )
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, timeout=120, capture_output=True)
 
 
 def broker_state(api) -> str:

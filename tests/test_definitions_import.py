@@ -16,7 +16,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ import requests
 from common import topology
 from common.settings import Settings
 from consumer.worker import declare_topology
-from tests.support import demo_settings, management_url, wait_for
+from tests.support import demo_settings, management_url, rabbitmqctl, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
@@ -73,13 +72,6 @@ def moved_to(document: dict[str, Any], vhost: str, user: str) -> dict[str, Any]:
     return moved
 
 
-def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
-    as_root = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    return subprocess.run(
-        [*as_root, "rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 class Broker:
     """The management HTTP API of the machine's broker, as the suite's administrator."""
 
@@ -116,8 +108,7 @@ class Broker:
             path = Path(directory) / "definitions.json"
             path.write_text(json.dumps(document), encoding="utf-8")
             path.chmod(0o644)
-            result = rabbitmqctl("import_definitions", str(path))
-            assert result.returncode == 0, result.stdout + result.stderr
+            rabbitmqctl("import_definitions", str(path))
             # The import goes on in the background after rabbitmqctl returns (3.10), so the file
             # must outlive it: wait here, before the directory goes. Bindings are imported last.
             vhost = document["vhosts"][0]["name"]
