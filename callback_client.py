@@ -55,7 +55,7 @@ class StatusReporter:
         backoff: float = 0.25,
         timeout: float = 3.0,
     ) -> None:
-        self._url = settings.api_url
+        self._url = settings.callback_url
         self._timeout = timeout
         self.worker_id = worker_id
         self._session = requests.Session()

@@ -1,7 +1,11 @@
 """The Celery application: ``celery -A celery_app worker --concurrency=3``.
 
-Built from the same settings as every other part; the tasks live in ``celery_tasks``.
+Built from the same settings as every other part; the tasks live in ``celery_tasks``. The API
+builds its own client with :func:`create_celery_app` from its settings, so that importing this
+module reads no environment.
 """
+
+import functools
 
 from celery import Celery
 
@@ -45,4 +49,13 @@ def create_celery_app(settings: Settings) -> Celery:
     return app
 
 
-app = create_celery_app(Settings.from_env())
+@functools.cache
+def _app_from_env() -> Celery:
+    return create_celery_app(Settings.from_env())
+
+
+def __getattr__(name: str) -> Celery:
+    """``celery -A celery_app`` looks up ``app`` here: it is built on that first access."""
+    if name == "app":
+        return _app_from_env()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

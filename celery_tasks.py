@@ -1,4 +1,4 @@
-"""Celery tasks: thin, plain JSON arguments, reporting through the shared callback client."""
+"""Celery tasks: thin, plain JSON arguments, the same task lifecycle as the consumer's."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
-from common.messages import parse_flag, parse_task_num, parse_timeout
+from common import topology
+from common.messages import TaskMessage
 from common.settings import Settings
 from common.statuses import TaskStatus
+from task_lifecycle import Ending, run_task
 
 log = get_task_logger(__name__)
 
@@ -45,6 +47,7 @@ class ReportingTask(Task):
 @shared_task(
     bind=True,
     base=ReportingTask,
+    name=topology.PROCESS_TASK,
     autoretry_for=(SimulatedFailure,),
     max_retries=3,
     retry_backoff=2,
@@ -53,19 +56,16 @@ class ReportingTask(Task):
 )
 def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) -> str:
     """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
-    # The same checks as the consumer's: a task sent around the API (from a shell, say) with
-    # a bad argument fails at once with the reason, instead of sleeping for a day.
-    task_num, timeout = parse_task_num(task_num), parse_timeout(timeout)
-    fail = parse_flag(fail)
-    worker_id = reporter().worker_id
-    outcome = reporter().report(task_num, TaskStatus.IN_PROGRESS)
-    if outcome.work_unwanted:  # e.g. redelivered (acks_late) after the task already ended
-        log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
-        return "skipped"
-    log.info("task %s: working %.1f s, worker=%s", task_num, timeout, worker_id)
-    time.sleep(timeout)
-    if fail:
-        raise SimulatedFailure(f"task {task_num} was sent with fail=true")
-    reporter().report(task_num, TaskStatus.DONE)
-    log.info("task %s: done, worker=%s", task_num, worker_id)
-    return "done"
+    # The consumer's own checks: a task sent around the API (from a shell, say) with a bad
+    # argument fails at once with the reason, instead of sleeping for a day.
+    message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
+    ending = run_task(message, reporter(), work_for)
+    if ending is Ending.FAILED:
+        raise SimulatedFailure(f"task {task_num} was sent with fail=true")  # Celery retries it
+    return ending.value
+
+
+def work_for(seconds: float) -> bool:
+    """The simulated work. A Celery task is never asked to stop halfway, so it always ends."""
+    time.sleep(seconds)
+    return True

@@ -6,10 +6,12 @@ from aiohttp.abc import BaseRequest
 from aiohttp.web import StreamResponse
 from aiohttp.web_log import AccessLogger
 
+from common.statuses import CALLBACK_PATH
+
 # An open page asks for the first three every second or two, and every successful status
 # callback is already logged as "task N: STATUS, worker=..." by its handler: logged again here,
 # they would bury the lines students read.
-QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", "/update_task_status_api/"})
+QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", CALLBACK_PATH})
 FORMAT = '%a "%r" %s %b %Tfs'
 
 

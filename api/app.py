@@ -1,8 +1,7 @@
-"""The application factory: it only wires things together."""
+"""The application factory: it builds every resource once and wires the routes."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,14 +11,10 @@ import jinja2
 from aiohttp import web
 
 from api import json_api, live, views
-from api.celery_gateway import CeleryGateway
-from api.events import TaskEvents
-from api.management import ManagementClient
-from api.middlewares import error_middleware, same_origin_middleware
-from api.publisher import Publisher
-from api.store import TaskNumbers, TaskStore
-from api.typedefs import (
+from api.app_keys import (
     celery_key,
+    dead_letters_key,
+    dispatcher_key,
     events_key,
     management_key,
     publisher_key,
@@ -27,11 +22,18 @@ from api.typedefs import (
     store_key,
     workers_key,
 )
+from api.celery_client import CeleryClient
+from api.dead_letters import DeadLetters
+from api.dispatch import Dispatcher
+from api.events import TaskEvents
+from api.management import ManagementClient
+from api.middlewares import json_errors, page_errors, same_origin, with_json_errors
+from api.publisher import Publisher
+from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
 from celery_app import create_celery_app
 from common.settings import Settings
-
-log = logging.getLogger(__name__)
+from common.statuses import CALLBACK_PATH
 
 HERE = Path(__file__).parent
 MAX_BODY = 1024 * 1024  # bigger bodies get 413 before any handler reads them
@@ -70,6 +72,23 @@ def format_timestamp(value: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(value))
 
 
+def create_json_api() -> web.Application:
+    """``/api``: the JSON API for scripts and the page's script, with its own error rule."""
+    api = web.Application(middlewares=[json_errors])
+    router = api.router
+    router.add_post("/tasks", json_api.create_tasks, name="create_tasks")
+    router.add_get("/tasks", json_api.list_tasks, name="list_tasks")
+    router.add_get("/tasks/{task_num}", json_api.get_task, name="task")
+    router.add_get("/sync-data", json_api.sync_data, name="sync_data")
+    router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
+    router.add_get("/events", live.task_events, name="events")
+    router.add_get("/queues", live.queues, name="queues")
+    router.add_get("/dead-letters", live.list_dead_letters, name="dead_letters")
+    router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay")
+    router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge")
+    return api
+
+
 def setup_routes(app: web.Application) -> None:
     router = app.router
     router.add_get("/", views.index, name="index")
@@ -77,35 +96,39 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/get_sync_long_data/", views.get_sync_long_data, name="sync_long_data")
     router.add_post("/send_celery_task/", views.send_celery_task, name="send_celery_task")
     router.add_post("/send_rmq_direct/", views.send_rmq_direct, name="send_rmq_direct")
-    router.add_post("/update_task_status_api/", json_api.update_task_status, name="callback")
-    router.add_post("/api/tasks", json_api.create_tasks, name="api_create_tasks")
-    router.add_get("/api/tasks", json_api.list_tasks, name="api_list_tasks")
-    router.add_get("/api/tasks/{task_num}", json_api.get_task, name="api_task")
-    router.add_get("/healthz", json_api.healthz, name="healthz")
-    router.add_get("/api/events", live.task_events, name="api_events")
-    router.add_get("/api/queues", live.queues, name="api_queues")
-    router.add_get("/api/dead-letters", live.list_dead_letters, name="api_dead_letters")
-    router.add_post("/api/dead-letters/replay", live.replay_dead_letters, name="api_replay")
-    router.add_post("/api/dead-letters/purge", live.purge_dead_letters, name="api_purge")
+    # Two JSON endpoints outside /api, where the course and the probes expect them.
+    router.add_post(CALLBACK_PATH, with_json_errors(json_api.update_task_status), name="callback")
+    router.add_get("/healthz", with_json_errors(json_api.healthz), name="healthz")
     # ?v=<hash> on every static URL: an open tab picks up a changed app.js at its next reload.
     router.add_static("/static/", HERE / "static", name="static", append_version=True)
+    app.add_subapp("/api/", create_json_api())
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware, same_origin_middleware], client_max_size=MAX_BODY
-    )
-    app[settings_key] = settings
-    app[store_key] = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
-    app[publisher_key] = Publisher(settings)
-    app[celery_key] = CeleryGateway(create_celery_app(settings))
-    app[events_key] = TaskEvents()
-    app[workers_key] = WorkerBoard()
-    app[management_key] = ManagementClient(settings)
+    app = web.Application(middlewares=[page_errors, same_origin], client_max_size=MAX_BODY)
+    store = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
+    publisher = Publisher(settings)
+    # Celery's client learns that the broker is gone only by hanging; the publisher's connection
+    # to the same broker notices at once, so the Celery client asks it first.
+    celery = CeleryClient(create_celery_app(settings), broker_ready=publisher.wait_connected)
+    dispatcher = Dispatcher(store, publisher, celery)
+    management = ManagementClient(settings)
+    events, board = TaskEvents(), WorkerBoard()
     # The live page learns of every change from the store itself, whoever made it.
-    app[store_key].add_listener(app[events_key].publish)
-    app[store_key].add_listener(app[workers_key].update)
-    app[store_key].add_discard_listener(app[events_key].discarded)
+    store.add_listener(events.publish)
+    store.add_listener(board.update)
+    store.add_discard_listener(events.discarded)
+
+    app[settings_key] = settings
+    app[store_key] = store
+    app[publisher_key] = publisher
+    app[celery_key] = celery
+    app[dispatcher_key] = dispatcher
+    app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
+    app[management_key] = management
+    app[events_key] = events
+    app[workers_key] = board
+
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -16,11 +16,13 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from aiohttp import web
 
-from api.publisher import BrokerUnavailable
-from api.store import Method
-from api.typedefs import management_key, publisher_key, store_key
+from api.dispatch import Dispatcher, DispatchFailed
+from api.errors import BrokerUnavailable
+from api.management import ManagementClient
+from api.model import Method
+from api.publisher import Publisher
+from api.validation import TaskRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
 
@@ -129,64 +131,68 @@ def _death(headers: Any) -> Death | None:
     )
 
 
-async def peek(app: web.Application, limit: int) -> tuple[list[DeadLetter], int]:
-    """Up to ``limit`` dead letters and how many the queue holds in all."""
-    raw = await app[management_key].peek(topology.DEAD_LETTER_QUEUE, limit)
-    # Each message carries how many were left behind it when it was taken.
-    total = raw[0].get("message_count", len(raw) - 1) + 1 if raw else 0
-    return [describe(message) for message in raw], total
+class DeadLetters:
+    """The dead-letter panel's three actions, on the API's own connections."""
 
+    def __init__(
+        self, dispatcher: Dispatcher, publisher: Publisher, management: ManagementClient
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._publisher = publisher
+        self._management = management
 
-async def replay(app: web.Application) -> ReplayReport:
-    """Publish every dead task message again as a new task; leave the rest where they are.
+    async def peek(self, limit: int) -> tuple[list[DeadLetter], int]:
+        """Up to ``limit`` dead letters and how many the queue holds in all."""
+        raw = await self._management.peek(topology.DEAD_LETTER_QUEUE, limit)
+        # Each message carries how many were left behind it when it was taken.
+        total = raw[0].get("message_count", len(raw) - 1) + 1 if raw else 0
+        return [describe(message) for message in raw], total
 
-    "The bug is fixed": a replayed task gets a new number, ``fail=False`` and ``replay_of`` =
-    the number of the task that died. Its dead letter is acked only after the broker has
-    confirmed the new message, so a crash in between replays it twice rather than never.
-    """
-    store, publisher = app[store_key], app[publisher_key]
-    report = ReplayReport()
-    kept: list[AbstractIncomingMessage] = []
-    try:
-        async with publisher.channel() as channel:
-            queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
-            for _ in range(MAX_REPLAY):
-                message = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
-                if message is None:
-                    break  # the queue is empty
-                try:
-                    dead = TaskMessage.from_json(message.body)
-                except InvalidField as exc:
-                    # Held unacked, so the loop does not get it again; requeued below.
-                    kept.append(message)
-                    report.kept.append({"body": shown(message.body), "problem": str(exc)})
-                    continue
-                task = store.create(Method.RMQ, dead.timeout, fail=False, replay_of=dead.task_num)
-                try:
-                    await publisher.publish(TaskMessage(task.task_num, task.timeout))
-                except BrokerUnavailable:
-                    store.discard(task.task_num)  # never published: nobody will report on it
-                    raise
-                await message.ack()
-                report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
-                log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
-            for message in kept:
-                await message.nack(requeue=True)
-    except (BrokerUnavailable, *AMQP_ERRORS) as exc:
-        # Whatever was taken and not acked goes back to the queue when the channel closes.
-        raise ReplayFailed(str(exc) or type(exc).__name__, report) from exc
-    return report
+    async def replay(self) -> ReplayReport:
+        """Publish every dead task message again as a new task; leave the rest where they are.
 
+        "The bug is fixed": a replayed task gets a new number, ``fail=False`` and ``replay_of`` =
+        the number of the task that died. Its dead letter is acked only after the broker has
+        confirmed the new message, so a crash in between replays it twice rather than never.
+        """
+        report = ReplayReport()
+        kept: list[AbstractIncomingMessage] = []
+        try:
+            async with self._publisher.channel() as channel:
+                queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
+                for _ in range(MAX_REPLAY):
+                    message = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
+                    if message is None:
+                        break  # the queue is empty
+                    try:
+                        dead = TaskMessage.from_json(message.body)
+                    except InvalidField as exc:
+                        # Held unacked, so the loop does not get it again; requeued below.
+                        kept.append(message)
+                        report.kept.append({"body": shown(message.body), "problem": str(exc)})
+                        continue
+                    [task] = await self._dispatcher.submit(
+                        TaskRequest(Method.RMQ, dead.timeout, replay_of=dead.task_num)
+                    )
+                    await message.ack()
+                    report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
+                    log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
+                for message in kept:
+                    await message.nack(requeue=True)
+        except (BrokerUnavailable, DispatchFailed, *AMQP_ERRORS) as exc:
+            # Whatever was taken and not acked goes back to the queue when the channel closes.
+            raise ReplayFailed(str(exc) or type(exc).__name__, report) from exc
+        return report
 
-async def purge(app: web.Application) -> int:
-    """Delete every message in the dead-letter queue; return how many there were."""
-    try:
-        async with app[publisher_key].channel() as channel:
-            queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
-            result = await queue.purge()
-    except BrokerUnavailable:
-        raise
-    except AMQP_ERRORS as exc:
-        raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
-    log.info("dead-letter queue purged: %s messages", result.message_count)
-    return result.message_count
+    async def purge(self) -> int:
+        """Delete every message in the dead-letter queue; return how many there were."""
+        try:
+            async with self._publisher.channel() as channel:
+                queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
+                result = await queue.purge()
+        except BrokerUnavailable:
+            raise
+        except AMQP_ERRORS as exc:
+            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
+        log.info("dead-letter queue purged: %s messages", result.message_count)
+        return result.message_count

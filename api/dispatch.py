@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from aiohttp import web
-
-from api.publisher import BrokerUnavailable
-from api.store import Method, Task
-from api.typedefs import celery_key, publisher_key, store_key
+from api.celery_client import CeleryClient
+from api.errors import BrokerUnavailable
+from api.model import Method, Task
+from api.publisher import Publisher
+from api.store import TaskStore
 from api.validation import TaskRequest
 from common.messages import TaskMessage
 
@@ -24,29 +24,37 @@ class DispatchFailed(RuntimeError):
         self.sent = sent
 
 
-async def submit(app: web.Application, request: TaskRequest) -> list[Task]:
-    store = app[store_key]
-    sent: list[Task] = []
-    for _ in range(request.count):
-        task = store.create(request.method, request.timeout, request.fail)
-        # The client is told about the task as it was accepted (PENDING): a fast worker may
-        # already have reported IN_PROGRESS by the time the broker confirms the publish.
-        accepted = dataclasses.replace(task)
-        message = TaskMessage(task.task_num, request.timeout, request.fail)
-        try:
-            if request.method is Method.RMQ:
-                await app[publisher_key].publish(message, request.routing_key)
-            else:
-                # Both paths share one broker, and the publisher's connection notices at once
-                # when it goes away; Celery's client would only find out by hanging.
-                await app[publisher_key].wait_connected()
-                accepted.celery_id = await app[celery_key].send(message)
-                store.set_celery_id(task.task_num, accepted.celery_id)
-        except BrokerUnavailable as exc:
-            # Not in any queue, so no worker will ever report on it: forget it rather than
-            # show a task stuck in PENDING forever.
-            store.discard(task.task_num)
-            log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
-            raise DispatchFailed(str(exc), sent) from exc
-        sent.append(accepted)
-    return sent
+class Dispatcher:
+    def __init__(self, store: TaskStore, publisher: Publisher, celery: CeleryClient) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._celery = celery
+
+    async def submit(self, request: TaskRequest) -> list[Task]:
+        """Create ``request.count`` tasks and send each; the tasks as they were accepted."""
+        sent: list[Task] = []
+        for _ in range(request.count):
+            task = self._store.create(
+                request.method, request.timeout, request.fail, replay_of=request.replay_of
+            )
+            # The client is told about the task as it was accepted (PENDING): a fast worker may
+            # already have reported IN_PROGRESS by the time the broker confirms the publish.
+            accepted = dataclasses.replace(task)
+            try:
+                await self._send(accepted, request.routing_key)
+            except BrokerUnavailable as exc:
+                # Not in any queue, so no worker will ever report on it: forget it rather than
+                # show a task stuck in PENDING forever.
+                self._store.discard(task.task_num)
+                log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
+                raise DispatchFailed(str(exc), sent) from exc
+            sent.append(accepted)
+        return sent
+
+    async def _send(self, task: Task, routing_key: str) -> None:
+        message = TaskMessage(task.task_num, task.timeout, task.fail)
+        if task.method is Method.RMQ:
+            await self._publisher.publish(message, routing_key)
+        else:
+            task.celery_id = await self._celery.send(message)
+            self._store.set_celery_id(task.task_num, task.celery_id)

@@ -1,4 +1,4 @@
-"""HTTP errors with a JSON body ``{"error": "..."}`` for the API's machine clients."""
+"""Errors the API's services raise, and the JSON body of an error answer."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from common.messages import InvalidField
 
-# Paths whose clients are programs (scripts, workers, the page's own fetch calls): they get JSON
-# errors; everything else is a page and gets HTML.
-JSON_PATHS = ("/api/", "/update_task_status_api/", "/healthz")
-
-
-def wants_json(request: web.Request) -> bool:
-    return request.path.startswith(JSON_PATHS)
+class BrokerUnavailable(RuntimeError):
+    """RabbitMQ cannot take a message now (down, restarting, unreachable): the client gets 503."""
 
 
 def json_error(
@@ -25,9 +19,6 @@ def json_error(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> web.HTTPException:
+    """An HTTP error whose body is ``{"error": message, **extra}``."""
     body = json.dumps({"error": message, **extra}, ensure_ascii=False)
     return error_class(text=body, content_type="application/json", headers=headers)
-
-
-def invalid(exc: InvalidField) -> web.HTTPException:
-    return json_error(web.HTTPBadRequest, str(exc), field=exc.field)

@@ -1,39 +1,42 @@
-"""The JSON API for scripts, tests and benchmarks, the health check and the workers' callback."""
+"""The JSON API for scripts, tests, benchmarks and the page's script; the workers' callback.
+
+Handlers parse, call a service and answer. Errors are the ``json_errors`` middleware's business:
+a bad field raises :class:`InvalidField` and becomes a 400 there.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import hmac
 import logging
 
 from aiohttp import web
 
-from api.dispatch import DispatchFailed, submit
-from api.errors import invalid, json_error
-from api.store import Method, TransitionNotAllowed, UnknownTask
-from api.typedefs import celery_key, publisher_key, settings_key, store_key
+from api import catalogue
+from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key, store_key
+from api.dispatch import DispatchFailed
+from api.errors import json_error
+from api.model import Method
+from api.store import TransitionNotAllowed, UnknownTask
 from api.validation import (
     decode_json_object,
+    parse_blocking,
+    parse_data_id,
     parse_limit,
     parse_status_report,
     parse_task_num_text,
     parse_task_request,
 )
-from common.messages import InvalidField
 
 log = logging.getLogger(__name__)
 
-CELERY_STATE_TIMEOUT = 2.0
 MAX_LIST = 1000
 
 
 async def create_tasks(request: web.Request) -> web.Response:
+    task_request = parse_task_request(decode_json_object(await request.read()))
     try:
-        task_request = parse_task_request(decode_json_object(await request.read()))
-    except InvalidField as exc:
-        raise invalid(exc) from exc
-    try:
-        tasks = await submit(request.app, task_request)
+        tasks = await request.config_dict[dispatcher_key].submit(task_request)
     except DispatchFailed as exc:
         raise json_error(
             web.HTTPServiceUnavailable,
@@ -44,43 +47,50 @@ async def create_tasks(request: web.Request) -> web.Response:
 
 
 async def list_tasks(request: web.Request) -> web.Response:
-    try:
-        limit = parse_limit(request.query.get("limit", "100"), MAX_LIST)
-    except InvalidField as exc:
-        raise invalid(exc) from exc
-    tasks = request.app[store_key].recent(limit)
+    limit = parse_limit(request.query.get("limit", "100"), MAX_LIST)
+    tasks = request.config_dict[store_key].recent(limit)
     return web.json_response({"tasks": [task.to_dict() for task in tasks]})
 
 
 async def get_task(request: web.Request) -> web.Response:
+    task_num = parse_task_num_text(request.match_info["task_num"])
     try:
-        task_num = parse_task_num_text(request.match_info["task_num"])
-        task = request.app[store_key].get(task_num)
-    except InvalidField as exc:
-        raise invalid(exc) from exc
+        task = request.config_dict[store_key].get(task_num)
     except UnknownTask:
         raise json_error(web.HTTPNotFound, f"task {task_num} not found") from None
     data = task.to_dict()
     if task.method is Method.CELERY and task.celery_id is not None:
-        data["celery_state"] = await _celery_state(request.app, task.celery_id)
+        data["celery_state"] = await request.config_dict[celery_key].state(task.celery_id)
     return web.json_response(data)
 
 
-async def _celery_state(app: web.Application, celery_id: str) -> str | None:
+async def sync_data(request: web.Request) -> web.Response:
+    """The sync mode for the page's script: ``GET /api/sync-data?data_id=12``."""
+    return await _sync_answer(request, long=False)
+
+
+async def sync_long_data(request: web.Request) -> web.Response:
+    """The blocking lesson for the page's script; ``blocking=1`` (the default) blocks the loop."""
+    return await _sync_answer(request, long=True)
+
+
+async def _sync_answer(request: web.Request, *, long: bool) -> web.Response:
+    data_id = parse_data_id(request.query.get("data_id"))
+    blocking = parse_blocking(request.query.get("blocking", "1")) if long else None
     try:
-        return await asyncio.wait_for(app[celery_key].state(celery_id), CELERY_STATE_TIMEOUT)
-    except Exception as exc:  # the page must not fail because Celery's result store did
-        log.warning("celery state of %s unavailable: %r", celery_id, exc)
-        return None
+        answer = await catalogue.answer(data_id, blocking)
+    except catalogue.UnknownItem as exc:
+        raise json_error(web.HTTPNotFound, f"data_id: {exc}", field="data_id") from None
+    return web.json_response(dataclasses.asdict(answer))
 
 
 async def healthz(request: web.Request) -> web.Response:
-    broker = "connected" if request.app[publisher_key].connected else "disconnected"
+    broker = "connected" if request.config_dict[publisher_key].connected else "disconnected"
     return web.json_response({"status": "ok", "broker": broker})
 
 
 def _check_token(request: web.Request) -> None:
-    token = request.app[settings_key].callback_token
+    token = request.config_dict[settings_key].callback_token
     if not token:
         return
     given = request.headers.get("Authorization", "").encode()
@@ -96,16 +106,14 @@ def _check_token(request: web.Request) -> None:
 async def update_task_status(request: web.Request) -> web.Response:
     """The workers' callback: ``{"task_num", "task_status", "worker_id"}``."""
     _check_token(request)
+    report = parse_status_report(decode_json_object(await request.read()))
     try:
-        report = parse_status_report(decode_json_object(await request.read()))
-    except InvalidField as exc:
-        raise invalid(exc) from exc
-    try:
-        task = request.app[store_key].update_status(
+        task = request.config_dict[store_key].update_status(
             report.task_num, report.status, report.worker_id
         )
     except UnknownTask:
-        log.warning("task %s: callback for an unknown task, worker=%s", report.task_num, report.worker_id)
+        log.warning("task %s: callback for an unknown task, worker=%s",
+                    report.task_num, report.worker_id)
         raise json_error(web.HTTPNotFound, f"task {report.task_num} not found") from None
     except TransitionNotAllowed as exc:
         log.info("task %s: %s, worker=%s", report.task_num, exc, report.worker_id)

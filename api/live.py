@@ -12,15 +12,20 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from api import dead_letters
-from api.errors import invalid, json_error
+from api.app_keys import (
+    dead_letters_key,
+    events_key,
+    management_key,
+    settings_key,
+    store_key,
+    workers_key,
+)
+from api.dead_letters import ReplayFailed
+from api.errors import BrokerUnavailable, json_error
 from api.events import Subscription, TaskEvent
 from api.management import ManagementUnavailable
-from api.publisher import BrokerUnavailable
-from api.typedefs import events_key, management_key, settings_key, store_key, workers_key
 from api.validation import parse_limit
 from common import topology
-from common.messages import InvalidField
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,8 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     ``workers`` (the whole board, when it moved). After a reconnect the browser gets a new
     snapshot, so it never has to ask for what it missed.
     """
-    store, events, board = request.app[store_key], request.app[events_key], request.app[workers_key]
+    state = request.config_dict
+    store, events, board = state[store_key], state[events_key], state[workers_key]
     async with sse_response(request) as stream:
         with events.subscribe() as queue:
             snapshot = {
@@ -84,10 +90,10 @@ async def _next_changes(queue: Subscription, stream: EventSourceResponse) -> lis
 
 async def queues(request: web.Request) -> web.Response:
     """``GET /api/queues``: depth and consumers of the demo's queues, from the management API."""
-    settings = request.app[settings_key]
+    settings = request.config_dict[settings_key]
     answer: dict[str, Any] = {"management_url": settings.rmq_management_public_url}
     try:
-        found = await request.app[management_key].queues(list(SHOWN_QUEUES))
+        found = await request.config_dict[management_key].queues(list(SHOWN_QUEUES))
     except ManagementUnavailable as exc:
         # The panel says so; everything else on the page goes on working.
         return web.json_response({**answer, "available": False, "error": str(exc), "queues": []})
@@ -105,12 +111,9 @@ def _queue_page(settings: Settings, queue: str) -> str:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /api/dead-letters?limit=50``: the first dead letters, and why each one died."""
+    limit = parse_limit(request.query.get("limit", str(MAX_PEEK)), MAX_PEEK)
     try:
-        limit = parse_limit(request.query.get("limit", str(MAX_PEEK)), MAX_PEEK)
-    except InvalidField as exc:
-        raise invalid(exc) from exc
-    try:
-        letters, total = await dead_letters.peek(request.app, limit)
+        letters, total = await request.config_dict[dead_letters_key].peek(limit)
     except ManagementUnavailable as exc:
         return web.json_response({"available": False, "error": str(exc), "messages": [],
                                   "total": None})
@@ -124,8 +127,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 async def replay_dead_letters(request: web.Request) -> web.Response:
     """``POST /api/dead-letters/replay``: every dead task message becomes a new task."""
     try:
-        report = await dead_letters.replay(request.app)
-    except dead_letters.ReplayFailed as exc:
+        report = await request.config_dict[dead_letters_key].replay()
+    except ReplayFailed as exc:
         raise json_error(
             web.HTTPServiceUnavailable, f"broker unavailable: {exc}", **exc.report.to_dict()
         ) from exc
@@ -135,7 +138,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
 async def purge_dead_letters(request: web.Request) -> web.Response:
     """``POST /api/dead-letters/purge``: empty the dead-letter queue."""
     try:
-        purged = await dead_letters.purge(request.app)
+        purged = await request.config_dict[dead_letters_key].purge()
     except BrokerUnavailable as exc:
         raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
     return web.json_response({"purged": purged})

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
 
+from api.errors import BrokerUnavailable
 from common import topology
 from common.messages import TaskMessage
 from common.settings import Settings
@@ -27,10 +28,6 @@ CONNECT_WAIT = 2.0
 RECONNECT_DELAY_MAX = 10.0
 # Once connected, how often the robust connection retries after losing the broker (default 5 s).
 RECONNECT_INTERVAL = 2.0
-
-
-class BrokerUnavailable(RuntimeError):
-    pass
 
 
 class Publisher:

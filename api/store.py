@@ -6,24 +6,17 @@ API restarts: a late message from an earlier run must not update a new task of t
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import logging
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from api.model import Method, Task
 from common.statuses import TaskStatus, can_transition
 
 log = logging.getLogger(__name__)
-
-
-class Method(enum.StrEnum):
-    RMQ = "rmq"
-    CELERY = "celery"
 
 
 class UnknownTask(LookupError):
@@ -35,34 +28,6 @@ class TransitionNotAllowed(ValueError):
         super().__init__(f"a {current} task cannot become {new}")
         self.current = current
         self.new = new
-
-
-@dataclasses.dataclass
-class Task:
-    task_num: int
-    method: Method
-    timeout: float
-    fail: bool = False
-    status: TaskStatus = TaskStatus.PENDING
-    worker_id: str | None = None
-    celery_id: str | None = None
-    created_at: float = dataclasses.field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    # Set when the task re-runs a dead-lettered message: the number of the task that died.
-    replay_of: int | None = None
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from queueing to the final status: what the user waited."""
-        if self.finished_at is None:
-            return None
-        return self.finished_at - self.created_at
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["duration"] = self.duration
-        return data
 
 
 class TaskNumbers:

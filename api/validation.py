@@ -7,17 +7,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from api.store import Method
-from common.messages import (
-    InvalidField,
-    parse_count,
-    parse_digits,
-    parse_flag,
-    parse_task_num,
-    parse_timeout,
-)
+from api.model import Method
+from common.messages import InvalidField, parse_flag, parse_task_num, parse_timeout
 from common.statuses import TaskStatus
 
+MAX_BATCH = 1000  # tasks one request may create
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
 
@@ -29,6 +23,8 @@ class TaskRequest:
     count: int = 1
     fail: bool = False
     routing_key: str = ""
+    # A replay of a dead-lettered task: the number of the task that died.
+    replay_of: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +46,30 @@ def decode_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidField("body", "must be a JSON object")
     return data
+
+
+MAX_DIGITS = 18  # far more than any count or task number, still a 64-bit integer
+
+
+def parse_digits(text: str, field: str, message: str = "must be a whole number") -> int:
+    """A whole number typed as text (a form field, a query or path part): ASCII digits only.
+
+    ``int()`` alone would also take "١٢" and " +5", and refuses thousands of digits with a plain
+    ValueError; the length check comes first. Callers strip what a form may pad, if they want.
+    """
+    if not text.isascii() or not text.isdigit() or len(text) > MAX_DIGITS:
+        raise InvalidField(field, message)
+    return int(text)
+
+
+def parse_count(value: Any, field: str = "count") -> int:
+    if isinstance(value, str):
+        value = parse_digits(value.strip(), field, f"must be a whole number from 1 to {MAX_BATCH}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(field, "must be a whole number")
+    if not 1 <= value <= MAX_BATCH:
+        raise InvalidField(field, f"must be between 1 and {MAX_BATCH}")
+    return value
 
 
 def parse_method(value: Any) -> Method:
@@ -102,6 +122,13 @@ def parse_data_id(raw: str | None) -> int:
     if raw is None or not raw.strip():
         raise InvalidField("data_id", "is empty")
     return parse_digits(raw.strip(), "data_id")
+
+
+def parse_blocking(raw: str) -> bool:
+    """``blocking`` of the long sync request: "1" waits with time.sleep, "0" with asyncio.sleep."""
+    if raw not in ("0", "1"):
+        raise InvalidField("blocking", "must be 0 or 1")
+    return raw == "1"
 
 
 def parse_task_num_text(raw: str) -> int:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from api import catalogue
+from api.app_keys import dispatcher_key, settings_key, store_key
 from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
-from api.dispatch import DispatchFailed, submit
-from api.store import Method
-from api.typedefs import settings_key, store_key
-from api.validation import parse_data_id, parse_task_form
+from api.dispatch import DispatchFailed
+from api.model import Method
+from api.validation import parse_blocking, parse_data_id, parse_task_form
 from common.messages import InvalidField
-
-log = logging.getLogger(__name__)
 
 FIELD_LABELS = {
     "processing_timeout": "Время обработки",
@@ -66,81 +62,31 @@ def _sent_notice(query) -> str | None:
     return f"Отправлено через {METHOD_LABELS[method]}: {numbers}"
 
 
-class NoAnswer(Exception):
-    """The sync request cannot be answered: ``status`` and a message naming ``field``."""
-
-    def __init__(self, status: int, message: str, field: str) -> None:
-        super().__init__(message)
-        self.status, self.message, self.field = status, message, field
-
-
-def _find_item(request: web.Request) -> tuple[int, str]:
-    """The catalogue item that ``?data_id=`` names."""
-    try:
-        data_id = parse_data_id(request.query.get("data_id"))
-    except InvalidField as exc:
-        raise NoAnswer(400, field_message(exc), exc.field) from exc
-    if data_id not in ITEMS:
-        raise NoAnswer(404, f"Нет товара с data_id={data_id}: есть 10–16", "data_id")
-    return data_id, ITEMS[data_id]
-
-
 async def get_sync_data(request: web.Request) -> web.Response:
     """Sync mode: the client waits for the answer, which is here at once."""
-    started = time.monotonic()
-    try:
-        item = _find_item(request)
-    except NoAnswer as exc:
-        return _sync_error(request, exc)
-    return _sync_answer(request, item, started)
+    return await _sync_page(request, long=False)
 
 
 async def get_sync_long_data(request: web.Request) -> web.Response:
     """The blocking lesson: the same answer, after seven seconds.
 
-    By default the handler calls ``time.sleep``, which blocks the event loop ON PURPOSE: for those
-    seven seconds this single-threaded server answers nobody, not even ``/healthz``. With
-    ``blocking=0`` it awaits ``asyncio.sleep``: this request still waits, but the loop serves others.
+    By default (``blocking=1``) the wait is ``time.sleep``, which blocks the event loop ON
+    PURPOSE: for those seconds this server answers nobody. See :func:`catalogue.wait_long`.
     """
-    started = time.monotonic()
+    return await _sync_page(request, long=True)
+
+
+async def _sync_page(request: web.Request, *, long: bool) -> web.Response:
     try:
-        blocking = request.query.get("blocking", "1")
-        if blocking not in ("0", "1"):
-            raise NoAnswer(400, "blocking: должно быть 0 или 1", "blocking")
-        # Checked before the wait: a wrong data_id is told at once, not after seven seconds.
-        item = _find_item(request)
-    except NoAnswer as exc:
-        return _sync_error(request, exc)
-    if blocking == "1":
-        log.info("long sync request: waiting %.0f s in time.sleep, the event loop is blocked",
-                 LONG_REQUEST_SECONDS)
-        time.sleep(LONG_REQUEST_SECONDS)
-    else:
-        log.info("long sync request: waiting %.0f s in asyncio.sleep, the loop serves others",
-                 LONG_REQUEST_SECONDS)
-        await asyncio.sleep(LONG_REQUEST_SECONDS)
-    return _sync_answer(request, item, started, blocking=blocking == "1")
-
-
-def _sync_answer(
-    request: web.Request, item: tuple[int, str], started: float, **extra: Any
-) -> web.Response:
-    data_id, name = item
-    result = {"data_id": data_id, "name": name, "seconds": time.monotonic() - started, **extra}
-    if _wants_json(request):
-        return web.json_response(result)
-    return render_home(request, sync_result=result)
-
-
-def _wants_json(request: web.Request) -> bool:
-    """The page's script asks for JSON (it stays on the page); a plain form gets the page."""
-    return "application/json" in request.headers.get("Accept", "")
-
-
-def _sync_error(request: web.Request, exc: NoAnswer) -> web.Response:
-    if _wants_json(request):
-        return web.json_response({"error": exc.message, "field": exc.field}, status=exc.status)
-    return render_home(request, status=exc.status, sync_error=exc.message)
+        data_id = parse_data_id(request.query.get("data_id"))
+        blocking = parse_blocking(request.query.get("blocking", "1")) if long else None
+        answer = await catalogue.answer(data_id, blocking)
+    except InvalidField as exc:
+        return render_home(request, status=400, sync_error=field_message(exc))
+    except catalogue.UnknownItem as exc:
+        message = f"Нет товара с data_id={exc.data_id}: есть {min(ITEMS)}–{max(ITEMS)}"
+        return render_home(request, status=404, sync_error=message)
+    return render_home(request, sync_result=answer)
 
 
 async def send_celery_task(request: web.Request) -> web.Response:
@@ -166,7 +112,7 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
             form_errors={form_name: field_message(exc)},
         )
     try:
-        tasks = await submit(request.app, task_request)
+        tasks = await request.app[dispatcher_key].submit(task_request)
     except DispatchFailed as exc:
         return render_home(
             request,

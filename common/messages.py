@@ -8,7 +8,6 @@ import math
 from typing import Any
 
 MAX_TIMEOUT = 3600.0
-MAX_BATCH = 1000
 
 
 class InvalidField(ValueError):
@@ -41,30 +40,6 @@ def parse_timeout(value: Any, field: str = "timeout") -> float:
     return value
 
 
-MAX_DIGITS = 18  # far more than any count or task number, still a 64-bit integer
-
-
-def parse_digits(text: str, field: str, message: str = "must be a whole number") -> int:
-    """A whole number typed as text (a form field, a query or path part): ASCII digits only.
-
-    ``int()`` alone would also take "١٢" and " +5", and refuses thousands of digits with a plain
-    ValueError; the length check comes first. Callers strip what a form may pad, if they want.
-    """
-    if not text.isascii() or not text.isdigit() or len(text) > MAX_DIGITS:
-        raise InvalidField(field, message)
-    return int(text)
-
-
-def parse_count(value: Any, field: str = "count") -> int:
-    if isinstance(value, str):
-        value = parse_digits(value.strip(), field, f"must be a whole number from 1 to {MAX_BATCH}")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidField(field, "must be a whole number")
-    if not 1 <= value <= MAX_BATCH:
-        raise InvalidField(field, f"must be between 1 and {MAX_BATCH}")
-    return value
-
-
 def parse_task_num(value: Any, field: str = "task_num") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidField(field, "must be a positive integer")
@@ -85,8 +60,12 @@ class TaskMessage:
     timeout: float
     fail: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """The message as plain JSON types: the body's object, and Celery's keyword arguments."""
+        return dataclasses.asdict(self)
+
     def to_json(self) -> bytes:
-        return json.dumps(dataclasses.asdict(self)).encode()
+        return json.dumps(self.to_dict()).encode()
 
     @classmethod
     def from_json(cls, body: bytes) -> TaskMessage:
@@ -98,6 +77,12 @@ class TaskMessage:
             raise InvalidField("body", "is not JSON") from None
         if not isinstance(data, dict):
             raise InvalidField("body", "must be a JSON object")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
+        """Check every field; the consumer (from a body) and the Celery task (from its keyword
+        arguments) both build their message here, so the two paths accept exactly the same."""
         for name in ("task_num", "timeout"):
             if name not in data:
                 raise InvalidField(name, "is missing")

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from common.statuses import CALLBACK_PATH
+
 DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
 
 
@@ -29,8 +31,9 @@ def _env(name: str, **kwargs: Any) -> Any:
 class Settings:
     # Not in repr(): the URL carries the password; log rmq_url_masked instead.
     rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL, repr=False)
-    # Where workers POST status callbacks; inside Docker this is the api service's name.
-    api_url: str = _env("API_URL", default="http://localhost:8080/update_task_status_api/")
+    # Where workers POST status reports. API_URL is the course's name for it; inside Docker the
+    # host is the api service's name.
+    callback_url: str = _env("API_URL", default=f"http://localhost:8080{CALLBACK_PATH}")
     api_host: str = _env("API_HOST", default="0.0.0.0")
     api_port: int = _env("API_PORT", default=8080)
     # Empty means callbacks are open, as in the course; set it to require a bearer token.
@@ -83,9 +86,11 @@ class Settings:
             _ = rmq.port  # urlsplit checks the port only when it is read
         except ValueError:
             raise SettingsError("RMQ_URL has a port that is not a number") from None
-        for name in ("api_url", "rmq_management_url", "rmq_management_public_url"):
-            if urlsplit(getattr(self, name)).scheme not in ("http", "https"):
-                raise SettingsError(f"{name.upper()} must start with http:// or https://")
+        for field in dataclasses.fields(self):
+            if field.name not in _HTTP_URLS:
+                continue
+            if urlsplit(getattr(self, field.name)).scheme not in ("http", "https"):
+                raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -119,6 +124,7 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+_HTTP_URLS = ("callback_url", "rmq_management_url", "rmq_management_public_url")
 _INT_RANGES = {"api_port": (1, 65535), "task_store_limit": (10, 10**7)}
 
 

@@ -1,8 +1,11 @@
-"""Task statuses and the one rule about which status may follow which."""
+"""Task statuses, the one rule about which status may follow which, and where workers report them."""
 
 from __future__ import annotations
 
 import enum
+
+# The course's callback: workers POST {"task_num", "task_status", "worker_id"} here.
+CALLBACK_PATH = "/update_task_status_api/"
 
 
 class TaskStatus(enum.StrEnum):

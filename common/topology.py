@@ -15,8 +15,10 @@ QUEUE = "test_direct"
 # Messages rejected with requeue=False go through this exchange into the dead-letter queue.
 DEAD_LETTER_EXCHANGE = "test_direct_dlx"
 DEAD_LETTER_QUEUE = "test_direct_rejected"
-# Celery keeps to its own queue on the same broker.
+# Celery keeps to its own queue on the same broker. The API sends the task by this name and
+# never imports the worker's code: in production the two are separate deployments.
 CELERY_QUEUE = "celery"
+PROCESS_TASK = "celery_tasks.process_task"
 
 PREFETCH_COUNT = 3
 

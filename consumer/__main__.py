@@ -6,7 +6,7 @@ import signal
 from callback_client import StatusReporter, make_worker_id
 from common.logs import configure_logging
 from common.settings import Settings
-from consumer.worker import Consumer
+from consumer.consumer import Consumer
 
 
 def main() -> None:

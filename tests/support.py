@@ -230,7 +230,7 @@ def demo_settings(base_settings: Settings, vhost: str, state_dir: Path) -> Setti
         rmq_url=with_vhost(base_settings.rmq_url, vhost),
         api_host="127.0.0.1",
         api_port=port,
-        api_url=f"http://127.0.0.1:{port}/update_task_status_api/",
+        callback_url=f"http://127.0.0.1:{port}/update_task_status_api/",
         task_counter_path=str(state_dir / "task_counter"),
         log_level="INFO",
     )

@@ -30,7 +30,7 @@ import requests
 
 from common import topology
 from common.settings import Settings
-from consumer.worker import declare_topology
+from consumer.consumer import declare_topology
 from tests.support import demo_settings, management_url, rabbitmqctl, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

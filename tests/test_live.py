@@ -22,7 +22,7 @@ import requests
 from api.app import create_app
 from api.dead_letters import describe
 from api.events import TaskEvents
-from api.store import Method, Task
+from api.model import Method, Task
 from api.workers import WorkerBoard
 from common import topology
 from common.settings import Settings
@@ -374,8 +374,7 @@ async def test_a_task_that_was_never_sent_leaves_the_page(client_without_broker)
     ],
 )
 async def test_sync_mode_answers_json_to_the_page_script(client, query, status, expected) -> None:
-    answer = await client.get("/get_sync_data/", params=query,
-                              headers={"Accept": "application/json"})
+    answer = await client.get("/api/sync-data", params=query)
     assert answer.status == status
     data = await answer.json()
     assert data.items() >= expected.items()
@@ -383,7 +382,6 @@ async def test_sync_mode_answers_json_to_the_page_script(client, query, status, 
 
 
 async def test_long_sync_mode_checks_its_input_before_waiting(client) -> None:
-    answer = await client.get("/get_sync_long_data/", params={"data_id": "10", "blocking": "2"},
-                              headers={"Accept": "application/json"})
+    answer = await client.get("/api/sync-long-data", params={"data_id": "10", "blocking": "2"})
     assert answer.status == 400
     assert (await answer.json())["field"] == "blocking"

@@ -12,11 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.messages import (
-    MAX_BATCH,
     MAX_TIMEOUT,
     InvalidField,
     TaskMessage,
-    parse_count,
     parse_flag,
     parse_task_num,
     parse_timeout,
@@ -131,39 +129,6 @@ def test_parse_timeout_raises_nothing_but_invalid_field(value: object) -> None:
 def test_parse_timeout_accepts_every_float_in_range_and_its_text(value: float) -> None:
     assert parse_timeout(value) == value
     assert parse_timeout(repr(value)) == value
-
-
-# --- parse_count ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "count"), [(1, 1), (7, 7), (MAX_BATCH, MAX_BATCH), ("3", 3), (" 10 ", 10)]
-)
-def test_parse_count_accepts_whole_numbers_from_1_to_max_batch(value: object, count: int) -> None:
-    assert parse_count(value) == count
-
-
-@pytest.mark.parametrize(
-    "value",
-    [0, -1, MAX_BATCH + 1, "0", "1001", "abc", "", "2.0", 2.0, True, False, None, [1], "9" * 5000],
-)
-def test_parse_count_rejects(value: object) -> None:
-    with pytest.raises(InvalidField) as info:
-        parse_count(value)
-
-    assert info.value.field == "count"
-
-
-@fast
-@given(json_values)
-def test_parse_count_raises_nothing_but_invalid_field(value: object) -> None:
-    try:
-        result = parse_count(value)
-    except InvalidField as exc:
-        assert exc.field == "count"
-    else:
-        assert type(result) is int
-        assert 1 <= result <= MAX_BATCH
 
 
 # --- parse_flag and parse_task_num ---------------------------------------------------------------

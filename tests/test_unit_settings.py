@@ -24,7 +24,7 @@ CUSTOM_ENV = {
 }
 CUSTOM_VALUES = {
     "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
-    "api_url": "https://api.example/update_task_status_api/",
+    "callback_url": "https://api.example/update_task_status_api/",
     "api_host": "127.0.0.1",
     "api_port": 9090,
     "callback_token": "token-for-callbacks",
@@ -41,7 +41,7 @@ def test_empty_environment_gives_the_localhost_defaults() -> None:
 
     assert settings == Settings()
     assert settings.rmq_url == DEFAULT_RMQ_URL
-    assert settings.api_url == "http://localhost:8080/update_task_status_api/"
+    assert settings.callback_url == "http://localhost:8080/update_task_status_api/"
     assert settings.api_host == "0.0.0.0"
     assert settings.api_port == 8080
     assert settings.callback_token == ""

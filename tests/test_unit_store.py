@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.model import Method, Task
 from api.store import (
-    Method,
-    Task,
     TaskNumbers,
     TaskStore,
     TransitionNotAllowed,

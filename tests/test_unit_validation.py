@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.store import Method
+from api.model import Method
 from api.validation import (
+    MAX_BATCH,
     MAX_ROUTING_KEY,
     MAX_WORKER_ID,
     StatusReport,
     TaskRequest,
     decode_json_object,
+    parse_count,
     parse_data_id,
     parse_status_report,
     parse_task_form,
@@ -330,3 +332,44 @@ def test_parse_status_report_missing_field(name: str) -> None:
 )
 def test_parse_status_report_names_the_bad_field(changes: dict[str, object], field: str) -> None:
     assert field_of(parse_status_report, {**REPORT, **changes}) == field
+
+
+# --- parse_count ---------------------------------------------------------------------------------
+
+# What json.loads can hand over as "count": JSON has no size limit on integers.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "count"), [(1, 1), (7, 7), (MAX_BATCH, MAX_BATCH), ("3", 3), (" 10 ", 10)]
+)
+def test_parse_count_accepts_whole_numbers_from_1_to_max_batch(value: object, count: int) -> None:
+    assert parse_count(value) == count
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, -1, MAX_BATCH + 1, "0", "1001", "abc", "", "2.0", 2.0, True, False, None, [1], "9" * 5000],
+)
+def test_parse_count_rejects(value: object) -> None:
+    with pytest.raises(InvalidField) as info:
+        parse_count(value)
+
+    assert info.value.field == "count"
+
+
+@fast
+@given(json_values)
+def test_parse_count_raises_nothing_but_invalid_field(value: object) -> None:
+    try:
+        result = parse_count(value)
+    except InvalidField as exc:
+        assert exc.field == "count"
+    else:
+        assert type(result) is int
+        assert 1 <= result <= MAX_BATCH

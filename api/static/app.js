@@ -481,7 +481,8 @@ function askSyncWithFetch(form) {
   const answer = form.querySelector(".form-answer");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const url = `${form.action}?${new URLSearchParams(new FormData(form))}`;
+    // The JSON twin of the form's page (data-api): the same checks, the same wait.
+    const url = `${form.dataset.api}?${new URLSearchParams(new FormData(form))}`;
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     const started = performance.now();

@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import Celery
 from celery.backends.rpc import BacklogLimitExceeded
+from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
-from api.publisher import BrokerUnavailable
-from celery_tasks import process_task
+from api.errors import BrokerUnavailable
+from common import topology
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
@@ -29,21 +31,26 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 
 # if that send completes once the broker is back, the worker finds the task unknown and skips it.
 SEND_TIMEOUT = 5.0
 STATE_PASSES = 10  # up to 10,000 waiting results
+STATE_TIMEOUT = 2.0
 
 
-class CeleryGateway:
-    def __init__(self, app: Celery) -> None:
+class CeleryClient:
+    def __init__(self, app: Celery, broker_ready: Callable[[], Awaitable[None]]) -> None:
+        """``broker_ready()`` returns once the broker is reachable, or raises BrokerUnavailable.
+
+        Celery's own client finds a lost broker only by hanging (see SEND_TIMEOUT), so it asks
+        something that notices at once before each send.
+        """
         self._app = app
-        # One thread, made the Celery "current app" so that the shared task resolves to our app.
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="celery-client", initializer=app.set_current
-        )
+        self._broker_ready = broker_ready
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-client")
 
     async def _run(self, func, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def send(self, message: TaskMessage) -> str:
         """Queue ``process_task`` and return its Celery task id."""
+        await self._broker_ready()
         try:
             result = await asyncio.wait_for(self._run(self._send, message), SEND_TIMEOUT)
         except OperationalError as exc:
@@ -53,17 +60,23 @@ class CeleryGateway:
         log.info("task %s: sent to Celery as %s", message.task_num, result.id)
         return result.id
 
-    @staticmethod
-    def _send(message: TaskMessage):
-        return process_task.apply_async(
-            kwargs={"task_num": message.task_num, "timeout": message.timeout, "fail": message.fail},
+    def _send(self, message: TaskMessage) -> AsyncResult:
+        # process_task.delay(**kwargs), by the task's name: the API does not import the
+        # worker's code, just as a service in production would not.
+        return self._app.send_task(
+            topology.PROCESS_TASK,
+            kwargs=message.to_dict(),
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )
 
-    async def state(self, celery_id: str) -> str:
-        """Celery's own view of the task (PENDING, STARTED, RETRY, SUCCESS, FAILURE)."""
-        return await self._run(self._state, celery_id)
+    async def state(self, celery_id: str) -> str | None:
+        """Celery's own view of the task (PENDING, STARTED, RETRY, SUCCESS, FAILURE), or None."""
+        try:
+            return await asyncio.wait_for(self._run(self._state, celery_id), STATE_TIMEOUT)
+        except Exception as exc:  # a page must not fail because Celery's result store did
+            log.warning("celery state of %s unavailable: %r", celery_id, exc)
+            return None
 
     def _state(self, celery_id: str) -> str:
         # rpc:// results wait in one reply queue until somebody reads them, and one read looks

@@ -2,14 +2,13 @@
 
 pika is not thread-safe, and a ``BlockingConnection`` sends heartbeats only while its own thread
 runs pika code. So the connection's thread only receives and acks; the work runs in a pool of
-worker threads (one per prefetched message), and each ack is handed back to the connection's
+task threads (one per prefetched message), and each ack is handed back to the connection's
 thread with ``add_callback_threadsafe``. A task of any length keeps its connection alive.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from common import topology
 from common.messages import InvalidField, TaskMessage
 from common.settings import Settings
 from common.statuses import TaskStatus
+from task_lifecycle import Ending, run_task
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Consumer:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
-            max_workers=topology.PREFETCH_COUNT, thread_name_prefix="work"
+            max_workers=topology.PREFETCH_COUNT, thread_name_prefix="task"
         )
 
     @property
@@ -135,33 +135,24 @@ class Consumer:
         delivery_tag: int,
         message: TaskMessage,
     ) -> None:
-        """Runs in a pool thread: never touches the channel except through ``_settle``."""
-        task_num = message.task_num
-        ack = functools.partial(self._settle, connection, channel, delivery_tag, True)
-        outcome = self._reporter.report(task_num, TaskStatus.IN_PROGRESS)
-        if outcome.work_unwanted:
-            log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, self.worker_id)
-            ack()
-            return
-        log.info("task %s: working %.1f s, worker=%s", task_num, message.timeout, self.worker_id)
-        if self._stopping.wait(message.timeout):
-            # Shutting down mid-task: no ack, the broker redelivers it to another consumer.
-            log.info("task %s: interrupted by shutdown, will be redelivered, worker=%s",
-                     task_num, self.worker_id)
-            return
-        if message.fail:
-            self._reporter.report(task_num, TaskStatus.ERROR)
-            log.warning("task %s: failed on purpose, rejected to %s, worker=%s",
-                        task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
-            self._settle(connection, channel, delivery_tag, False)
-            return
-        self._reporter.report(task_num, TaskStatus.DONE)
-        log.info("task %s: done, worker=%s", task_num, self.worker_id)
-        ack()
+        """Runs in a task thread: never touches the channel except through ``_settle``."""
+        ending = run_task(message, self._reporter, self._wait_unless_stopping)
+        if ending is Ending.INTERRUPTED:
+            return  # no ack: the broker redelivers it to another consumer
+        if ending is Ending.FAILED:
+            # No retries here: the failure is final, and the message goes to the dead letters.
+            self._reporter.report(message.task_num, TaskStatus.ERROR)
+            log.warning("task %s: rejected to %s, worker=%s",
+                        message.task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
+        self._settle(connection, channel, delivery_tag, ok=ending is not Ending.FAILED)
+
+    def _wait_unless_stopping(self, seconds: float) -> bool:
+        """The simulated work: False if a shutdown cut it short."""
+        return not self._stopping.wait(seconds)
 
     @staticmethod
     def _settle(
-        connection: pika.BlockingConnection, channel: BlockingChannel, delivery_tag: int, ok: bool
+        connection: pika.BlockingConnection, channel: BlockingChannel, delivery_tag: int, *, ok: bool
     ) -> None:
         """Ack (or reject to the dead-letter queue) from the connection's own thread."""
 

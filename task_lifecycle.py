@@ -1,0 +1,54 @@
+"""The one sequence both workers run for a task: report IN_PROGRESS, work, report DONE.
+
+The consumer (pika) and the Celery task call :func:`run_task` and act on what it returns; each
+keeps only what is its own: acks and rejects for the consumer, retries for Celery. Reporting
+ERROR is theirs too, because they decide when a failure is final (at once for the consumer,
+after the last retry for Celery).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+
+from callback_client import StatusReporter
+from common.messages import TaskMessage
+from common.statuses import TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class Ending(enum.Enum):
+    """How one run of a task ended, which tells the worker what to do with its message."""
+
+    DONE = "done"
+    # Sent with ``fail``: the error lesson. The worker rejects the message or retries the task.
+    FAILED = "failed"
+    # Nobody waits for the result (the task already ended, or the API forgot it): settle the
+    # message without working. This is what makes a redelivered message safe to run again.
+    SKIPPED = "skipped"
+    # The worker is stopping: leave the message unsettled, the broker redelivers it.
+    INTERRUPTED = "interrupted"
+
+
+def run_task(
+    message: TaskMessage, reporter: StatusReporter, work: Callable[[float], bool]
+) -> Ending:
+    """Run one task; ``work(seconds)`` does the (simulated) work, False if it was cut short."""
+    task_num, worker_id = message.task_num, reporter.worker_id
+    outcome = reporter.report(task_num, TaskStatus.IN_PROGRESS)
+    if outcome.work_unwanted:
+        log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
+        return Ending.SKIPPED
+    log.info("task %s: working %.1f s, worker=%s", task_num, message.timeout, worker_id)
+    if not work(message.timeout):
+        log.info("task %s: interrupted by shutdown, will be redelivered, worker=%s",
+                 task_num, worker_id)
+        return Ending.INTERRUPTED
+    if message.fail:
+        log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
+        return Ending.FAILED
+    reporter.report(task_num, TaskStatus.DONE)
+    log.info("task %s: done, worker=%s", task_num, worker_id)
+    return Ending.DONE

@@ -1,0 +1,83 @@
+"""Unit tests of task_lifecycle.py: the one sequence both workers run, with a recording reporter."""
+
+from __future__ import annotations
+
+import pytest
+
+from callback_client import Outcome
+from common.messages import TaskMessage
+from common.statuses import TaskStatus
+from task_lifecycle import Ending, run_task
+
+
+class RecordingReporter:
+    """Answers IN_PROGRESS with ``first_answer`` and records every report, in order."""
+
+    worker_id = "test@host:1"
+
+    def __init__(self, first_answer: Outcome = Outcome.ACCEPTED) -> None:
+        self.first_answer = first_answer
+        self.reports: list[tuple[int, TaskStatus]] = []
+
+    def report(self, task_num: int, status: TaskStatus) -> Outcome:
+        self.reports.append((task_num, status))
+        return self.first_answer if status is TaskStatus.IN_PROGRESS else Outcome.ACCEPTED
+
+
+class Work:
+    """The simulated work: records how long it was asked to take, ends as told."""
+
+    def __init__(self, finishes: bool = True) -> None:
+        self.finishes = finishes
+        self.asked: list[float] = []
+
+    def __call__(self, seconds: float) -> bool:
+        self.asked.append(seconds)
+        return self.finishes
+
+
+def test_a_task_is_reported_in_progress_worked_on_and_reported_done() -> None:
+    reporter, work = RecordingReporter(), Work()
+
+    ending = run_task(TaskMessage(7, 2.5), reporter, work)
+
+    assert ending is Ending.DONE
+    assert work.asked == [2.5]
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS), (7, TaskStatus.DONE)]
+
+
+@pytest.mark.parametrize("answer", [Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK])
+def test_work_nobody_waits_for_is_skipped(answer: Outcome) -> None:
+    reporter, work = RecordingReporter(answer), Work()
+
+    ending = run_task(TaskMessage(7, 2.5), reporter, work)
+
+    assert ending is Ending.SKIPPED
+    assert work.asked == []
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
+
+
+def test_a_failed_in_progress_report_does_not_stop_the_work() -> None:
+    # The API may just be restarting: the result still counts once it is back.
+    reporter, work = RecordingReporter(Outcome.FAILED), Work()
+
+    assert run_task(TaskMessage(7, 1), reporter, work) is Ending.DONE
+    assert reporter.reports[-1] == (7, TaskStatus.DONE)
+
+
+def test_a_task_sent_with_fail_ends_failed_and_leaves_the_error_report_to_the_worker() -> None:
+    reporter = RecordingReporter()
+
+    ending = run_task(TaskMessage(7, 0, fail=True), reporter, Work())
+
+    assert ending is Ending.FAILED
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
+
+
+def test_work_cut_short_reports_nothing_more() -> None:
+    reporter = RecordingReporter()
+
+    ending = run_task(TaskMessage(7, 30), reporter, Work(finishes=False))
+
+    assert ending is Ending.INTERRUPTED
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
