@@ -1,5 +1,8 @@
 """Who runs what right now: the workers panel, built from the workers' own status reports.
 
+A worker here is whatever reports under one ``worker_id``: a consumer process, or one process of
+a Celery worker's pool.
+
 The API never asks the workers anything. Each callback names the worker (``worker_id``), so the
 board learns from the store's changes which worker holds which task IN_PROGRESS and how many it
 has finished. Start a second consumer or ``--scale celery_worker=3`` and new rows appear as soon
