@@ -21,7 +21,10 @@ import requests
 
 from common.logs import configure_logging
 from common.settings import Settings
-from tests.support import ApiClient, Services, demo_settings, scratch_vhost, wait_for
+from runner.broker import scratch_vhost
+from runner.client import ApiClient
+from runner.polling import wait_for
+from runner.services import QUICK_START, Services, demo_settings
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results" / "latest.md"
@@ -43,7 +46,7 @@ def demo(base: Settings, consumers: int = 0, celery_workers: int = 0) -> Iterato
         settings = dataclasses.replace(
             demo_settings(base, vhost, Path(state)), log_level="WARNING"
         )
-        services = Services(Path(state))
+        services = Services(Path(state), extra_args=QUICK_START)
         try:
             api = services.start_api(settings)
             if consumers:

@@ -14,14 +14,9 @@ import requests
 
 from api.app import create_app
 from common.settings import Settings
-from tests.support import (
-    ApiClient,
-    Service,
-    Services,
-    demo_settings,
-    scratch_vhost,
-    sweep_stale_vhosts,
-)
+from runner.broker import scratch_vhost, sweep_stale_vhosts
+from runner.client import ApiClient
+from runner.services import QUICK_START, Service, Services, demo_settings
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +56,7 @@ def fresh_settings(base_settings: Settings, management: requests.Session, tmp_pa
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory) -> Iterator[Services]:
-    started = Services(tmp_path_factory.mktemp("logs"))
+    started = Services(tmp_path_factory.mktemp("logs"), extra_args=QUICK_START)
     yield started
     started.stop_all()
 
@@ -69,7 +64,7 @@ def services(tmp_path_factory) -> Iterator[Services]:
 @pytest.fixture
 def own_services(tmp_path) -> Iterator[Services]:
     """Processes that one test starts (and may kill); stopped when that test ends."""
-    started = Services(tmp_path)
+    started = Services(tmp_path, extra_args=QUICK_START)
     yield started
     started.stop_all()
 

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.support import Services, demo_settings, scratch_vhost
+from runner.broker import scratch_vhost
+from runner.services import Services, demo_settings
 
 GOOD = {"method": "rmq", "timeout": 1}
 

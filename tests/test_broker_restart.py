@@ -12,7 +12,9 @@ import shutil
 import pytest
 import requests
 
-from tests.support import free_port, rabbitmqctl, wait_for
+from runner.broker import rabbitmqctl
+from runner.polling import wait_for
+from runner.services import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("rabbitmqctl") is None, reason="needs the local RabbitMQ node's rabbitmqctl"

@@ -20,7 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from common import topology
-from tests.support import ApiClient, purge
+from runner.broker import purge
+from runner.client import ApiClient
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -31,7 +31,9 @@ import requests
 from common import topology
 from common.settings import Settings
 from consumer.consumer import declare_topology
-from tests.support import demo_settings, management_url, rabbitmqctl, wait_for
+from runner.broker import management_url, rabbitmqctl
+from runner.polling import wait_for
+from runner.services import demo_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"

@@ -17,10 +17,10 @@ from ruamel.yaml import YAML
 from common import topology
 from common.settings import Settings
 from rmq import definitions as rmq_definitions
+from runner.procfile import read_procfile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "docker-compose.yml"
-PROCFILE_PATH = ROOT / "Procfile"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 RABBITMQ_CONF_PATH = ROOT / "rmq" / "rabbitmq.conf"
 DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
@@ -73,13 +73,8 @@ def committed_definitions() -> dict[str, Any]:
 
 
 def procfile_commands() -> dict[str, list[str]]:
-    commands = {}
-    for line in PROCFILE_PATH.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, _, command = line.partition(":")
-        commands[name.strip()] = shlex.split(command)
-    return commands
+    """Each Procfile line as the runner reads it, split into words to compare with compose."""
+    return {name: shlex.split(command) for name, command in read_procfile().items()}
 
 
 def without_native_only(command: list[str]) -> list[str]:

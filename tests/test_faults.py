@@ -10,7 +10,8 @@ import dataclasses
 import socket
 
 from common import topology
-from tests.support import queue_state, wait_for
+from runner.broker import queue_state
+from runner.polling import wait_for
 
 
 def worker_of(service) -> str:

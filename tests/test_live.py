@@ -27,7 +27,10 @@ from api.workers import WorkerBoard
 from common import topology
 from common.settings import Settings
 from common.statuses import TaskStatus
-from tests.support import ApiClient, free_port, purge, queue_state, wait_for
+from runner.broker import purge, queue_state
+from runner.client import ApiClient
+from runner.polling import wait_for
+from runner.services import free_port
 
 # ---------------------------------------------------------------- helpers
 

@@ -10,7 +10,10 @@ import pytest
 import requests
 
 from common import topology
-from tests.support import ApiClient, free_port, purge, queue_state, wait_for
+from runner.broker import purge, queue_state
+from runner.client import ApiClient
+from runner.polling import wait_for
+from runner.services import free_port
 
 
 def test_sync_mode_answers_from_the_catalogue(api: ApiClient) -> None:
