@@ -50,12 +50,8 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 @functools.cache
-def _app_from_env() -> Celery:
-    return create_celery_app(Settings.from_env())
-
-
 def __getattr__(name: str) -> Celery:
     """``celery -A celery_app`` looks up ``app`` here: it is built on that first access."""
-    if name == "app":
-        return _app_from_env()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return create_celery_app(Settings.from_env())

@@ -106,29 +106,25 @@ def setup_routes(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[page_errors, same_origin], client_max_size=MAX_BODY)
-    store = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
-    publisher = Publisher(settings)
+    app[settings_key] = settings
+    app[store_key] = store = TaskStore(
+        TaskNumbers(settings.task_counter_path), settings.task_store_limit
+    )
+    app[publisher_key] = publisher = Publisher(settings)
     # Celery's client learns that the broker is gone only by hanging; the publisher's connection
     # to the same broker notices at once, so the Celery client asks it first.
-    celery = CeleryClient(create_celery_app(settings), broker_ready=publisher.wait_connected)
-    dispatcher = Dispatcher(store, publisher, celery)
-    management = ManagementClient(settings)
-    events, board = TaskEvents(), WorkerBoard()
+    app[celery_key] = celery = CeleryClient(
+        create_celery_app(settings), broker_ready=publisher.wait_connected
+    )
+    app[dispatcher_key] = dispatcher = Dispatcher(store, publisher, celery)
+    app[management_key] = management = ManagementClient(settings)
+    app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
+    app[events_key] = events = TaskEvents()
+    app[workers_key] = board = WorkerBoard()
     # The live page learns of every change from the store itself, whoever made it.
     store.add_listener(events.publish)
     store.add_listener(board.update)
     store.add_discard_listener(events.discarded)
-
-    app[settings_key] = settings
-    app[store_key] = store
-    app[publisher_key] = publisher
-    app[celery_key] = celery
-    app[dispatcher_key] = dispatcher
-    app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
-    app[management_key] = management
-    app[events_key] = events
-    app[workers_key] = board
-
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
