@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 .PHONY: help dev test lint bench venv rmq browser flower definitions clean
 
 help:
-	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N)"
+	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N);"
+	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
 	@echo "make flower - Celery's web UI on http://localhost:5555 (next to make dev)"
@@ -34,9 +35,13 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
+# Variables from .env (if there is one) reach every service, as with docker compose.
 dev: venv rmq
 	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   остановить: Ctrl-C"
-	honcho start -f Procfile -c consumer=$(CONSUMERS),celery_worker=$(WORKERS)
+	@echo "Сервисы: ./ctl status   убить consumer: ./ctl signal KILL consumer:consumer-0"
+	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
+	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS)
 
 lint: venv
 	ruff check .

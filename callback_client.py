@@ -74,8 +74,11 @@ class StatusReporter:
         self._session.mount("http://", HTTPAdapter(max_retries=retry))
         self._session.mount("https://", HTTPAdapter(max_retries=retry))
 
-    def report(self, task_num: int, status: TaskStatus) -> Outcome:
+    def report(self, task_num: int, status: TaskStatus, *, redelivered: bool = False) -> Outcome:
+        """Tell the API the task's new status; ``redelivered``: the broker delivered it again."""
         payload = {"task_num": task_num, "task_status": str(status), "worker_id": self.worker_id}
+        if redelivered:
+            payload["redelivered"] = True
         try:
             response = self._session.post(self._url, json=payload, timeout=self._timeout)
         except requests.RequestException as exc:

@@ -59,7 +59,9 @@ def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) 
     # The consumer's own checks: a task sent around the API (from a shell, say) with a bad
     # argument fails at once with the reason, instead of sleeping for a day.
     message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
-    ending = run_task(message, reporter(), work_for)
+    # With acks_late, a task whose worker died before the ack comes back flagged by the broker.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    ending = run_task(message, reporter(), work_for, redelivered=redelivered)
     if ending is Ending.FAILED:
         raise SimulatedFailure(f"task {task_num} was sent with fail=true")  # Celery retries it
     return ending.value

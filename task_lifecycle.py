@@ -33,11 +33,21 @@ class Ending(enum.Enum):
 
 
 def run_task(
-    message: TaskMessage, reporter: StatusReporter, work: Callable[[float], bool]
+    message: TaskMessage,
+    reporter: StatusReporter,
+    work: Callable[[float], bool],
+    *,
+    redelivered: bool = False,
 ) -> Ending:
-    """Run one task; ``work(seconds)`` does the (simulated) work, False if it was cut short."""
+    """Run one task; ``work(seconds)`` does the (simulated) work, False if it was cut short.
+
+    ``redelivered``: the broker says an earlier delivery of this message was never acked (its
+    worker died, or lost its connection). The page shows it; the run is the same.
+    """
     task_num, worker_id = message.task_num, reporter.worker_id
-    outcome = reporter.report(task_num, TaskStatus.IN_PROGRESS)
+    if redelivered:
+        log.info("task %s: redelivered, worker=%s", task_num, worker_id)
+    outcome = reporter.report(task_num, TaskStatus.IN_PROGRESS, redelivered=redelivered)
     if outcome.work_unwanted:
         log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return Ending.SKIPPED

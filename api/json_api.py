@@ -104,12 +104,12 @@ def _check_token(request: web.Request) -> None:
 
 
 async def update_task_status(request: web.Request) -> web.Response:
-    """The workers' callback: ``{"task_num", "task_status", "worker_id"}``."""
+    """The workers' callback: ``{"task_num", "task_status", "worker_id", "redelivered"}``."""
     _check_token(request)
     report = parse_status_report(decode_json_object(await request.read()))
     try:
         task = request.config_dict[store_key].update_status(
-            report.task_num, report.status, report.worker_id
+            report.task_num, report.status, report.worker_id, redelivered=report.redelivered
         )
     except UnknownTask:
         log.warning("task %s: callback for an unknown task, worker=%s",

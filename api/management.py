@@ -7,7 +7,6 @@ short timeouts: a slow or absent management plugin must not hold the page up.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -28,17 +27,6 @@ class ManagementUnavailable(RuntimeError):
     """The management API did not answer, or not with what we asked for."""
 
 
-@dataclasses.dataclass(frozen=True)
-class QueueInfo:
-    name: str
-    exists: bool
-    # None while the broker has not collected the queue's statistics yet (a few seconds).
-    messages: int | None = None
-    messages_ready: int | None = None
-    messages_unacknowledged: int | None = None
-    consumers: int | None = None
-
-
 class ManagementClient:
     def __init__(self, settings: Settings) -> None:
         self._base_url = settings.rmq_management_url.rstrip("/") + "/api"
@@ -57,14 +45,17 @@ class ManagementClient:
         if self._session is not None:
             await self._session.close()
 
-    async def queues(self, names: list[str]) -> list[QueueInfo]:
-        """Depth and consumers of the named queues, in that order."""
-        columns = "name,messages,messages_ready,messages_unacknowledged,consumers"
+    async def unacknowledged(self, names: list[str]) -> dict[str, int | None]:
+        """Messages delivered and not yet acked, per queue: only the statistics know it.
+
+        They lag five to ten seconds, and are None for a queue the broker has not sampled yet.
+        """
+        columns = "name,messages_unacknowledged"
         found = await self._request("GET", f"/queues/{self._vhost}", params={"columns": columns})
         if found is None:
             raise ManagementUnavailable("the vhost does not exist")
-        by_name = {queue["name"]: queue for queue in found}
-        return [_queue_info(name, by_name.get(name)) for name in names]
+        by_name = {queue["name"]: queue.get("messages_unacknowledged") for queue in found}
+        return {name: by_name.get(name) for name in names}
 
     async def peek(self, queue: str, count: int) -> list[dict[str, Any]]:
         """Up to ``count`` messages from the head of ``queue``, left in it (requeued at once).
@@ -111,16 +102,3 @@ class ManagementClient:
         if self._last_error is None:
             log.warning("management API at %s unavailable: %s", self._base_url, reason)
         self._last_error = reason
-
-
-def _queue_info(name: str, stats: dict[str, Any] | None) -> QueueInfo:
-    if stats is None:
-        return QueueInfo(name, exists=False)
-    return QueueInfo(
-        name,
-        exists=True,
-        messages=stats.get("messages"),
-        messages_ready=stats.get("messages_ready"),
-        messages_unacknowledged=stats.get("messages_unacknowledged"),
-        consumers=stats.get("consumers"),
-    )

@@ -29,6 +29,8 @@ class Task:
     finished_at: float | None = None
     # Set when the task re-runs a dead-lettered message: the number of the task that died.
     replay_of: int | None = None
+    # How often the broker delivered the task's message again (its worker died before the ack).
+    redeliveries: int = 0
 
     @property
     def duration(self) -> float | None:

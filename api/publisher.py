@@ -137,6 +137,27 @@ class Publisher:
         finally:
             await channel.close()
 
+    async def queue_counts(self, names: list[str]) -> dict[str, tuple[int, int] | None]:
+        """(ready messages, consumers) of each queue, exact now; None for a queue not declared.
+
+        A passive declare asks the broker itself, which answers at once; the management API's
+        statistics lag five to ten seconds behind.
+        """
+        counts: dict[str, tuple[int, int] | None] = {}
+        for name in names:
+            # A passive declare of a missing queue closes its channel: one channel per queue.
+            async with self.channel() as channel:
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    counts[name] = None
+                    continue
+                except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
+                    raise BrokerUnavailable(f"queue.declare failed: {exc!r}") from exc
+            result = queue.declaration_result
+            counts[name] = (result.message_count, result.consumer_count)
+        return counts
+
     async def close(self) -> None:
         self._closing.set()
         if self._connector is not None:

@@ -130,13 +130,29 @@ class TaskStore:
     def set_celery_id(self, task_num: int, celery_id: str) -> None:
         self.get(task_num).celery_id = celery_id
 
-    def update_status(self, task_num: int, status: TaskStatus, worker_id: str) -> Task:
+    def update_status(
+        self,
+        task_num: int,
+        status: TaskStatus,
+        worker_id: str | None = None,
+        *,
+        redelivered: bool = False,
+    ) -> Task:
+        """Apply a worker's report. Without ``worker_id`` (the course's own format) the task
+        keeps the worker it had."""
         task = self.get(task_num)
+        if redelivered:
+            # Counted even when the status is refused below: a finished task whose message came
+            # back is the at-least-once lesson (the worker then skips the work).
+            task.redeliveries += 1
         if not can_transition(task.status, status):
+            if redelivered:
+                self._changed(task)
             raise TransitionNotAllowed(task.status, status)
         now = time.time()
         task.status = status
-        task.worker_id = worker_id
+        if worker_id is not None:
+            task.worker_id = worker_id
         if status is TaskStatus.IN_PROGRESS:
             task.started_at = now
         elif status.is_final:

@@ -31,7 +31,8 @@ class TaskRequest:
 class StatusReport:
     task_num: int
     status: TaskStatus
-    worker_id: str
+    worker_id: str | None = None  # the course's own workers send none
+    redelivered: bool = False
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
@@ -146,17 +147,28 @@ def parse_limit(raw: str, maximum: int) -> int:
 
 
 def parse_status_report(data: Mapping[str, Any]) -> StatusReport:
-    """The workers' callback body."""
-    for name in ("task_num", "task_status", "worker_id"):
+    """The workers' callback body; ``worker_id`` and ``redelivered`` may be left out."""
+    for name in ("task_num", "task_status"):
         if name not in data:
             raise InvalidField(name, "is missing")
     try:
         status = TaskStatus(data["task_status"])
     except ValueError:
         raise InvalidField("task_status", f"must be one of {', '.join(TaskStatus)}") from None
-    worker_id = data["worker_id"]
-    if not isinstance(worker_id, str) or not 0 < len(worker_id) <= MAX_WORKER_ID:
-        raise InvalidField("worker_id", f"must be a string of 1 to {MAX_WORKER_ID} characters")
     return StatusReport(
-        task_num=parse_task_num(data["task_num"]), status=status, worker_id=worker_id
+        task_num=parse_task_num(data["task_num"]),
+        status=status,
+        worker_id=parse_worker_id(data.get("worker_id")),
+        redelivered=parse_flag(data.get("redelivered", False), "redelivered"),
     )
+
+
+def parse_worker_id(value: Any) -> str | None:
+    """Shown on the page and written to the log: printable, so no line can be forged."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_WORKER_ID or not value.isprintable():
+        raise InvalidField(
+            "worker_id", f"must be printable text of 1 to {MAX_WORKER_ID} characters"
+        )
+    return value

@@ -126,7 +126,9 @@ class Consumer:
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         connection = self._connection
-        self._pool.submit(self._work, connection, channel, method.delivery_tag, message)
+        self._pool.submit(
+            self._work, connection, channel, method.delivery_tag, message, method.redelivered
+        )
 
     def _work(
         self,
@@ -134,9 +136,12 @@ class Consumer:
         channel: BlockingChannel,
         delivery_tag: int,
         message: TaskMessage,
+        redelivered: bool,
     ) -> None:
         """Runs in a task thread: never touches the channel except through ``_settle``."""
-        ending = run_task(message, self._reporter, self._wait_unless_stopping)
+        ending = run_task(
+            message, self._reporter, self._wait_unless_stopping, redelivered=redelivered
+        )
         if ending is Ending.INTERRUPTED:
             return  # no ack: the broker redelivers it to another consumer
         if ending is Ending.FAILED:

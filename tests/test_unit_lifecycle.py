@@ -18,9 +18,11 @@ class RecordingReporter:
     def __init__(self, first_answer: Outcome = Outcome.ACCEPTED) -> None:
         self.first_answer = first_answer
         self.reports: list[tuple[int, TaskStatus]] = []
+        self.redelivered: list[bool] = []
 
-    def report(self, task_num: int, status: TaskStatus) -> Outcome:
+    def report(self, task_num: int, status: TaskStatus, *, redelivered: bool = False) -> Outcome:
         self.reports.append((task_num, status))
+        self.redelivered.append(redelivered)
         return self.first_answer if status is TaskStatus.IN_PROGRESS else Outcome.ACCEPTED
 
 
@@ -81,3 +83,10 @@ def test_work_cut_short_reports_nothing_more() -> None:
 
     assert ending is Ending.INTERRUPTED
     assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
+
+
+def test_a_redelivery_is_reported_with_the_in_progress_report_only() -> None:
+    reporter = RecordingReporter()
+
+    assert run_task(TaskMessage(7, 0), reporter, Work(), redelivered=True) is Ending.DONE
+    assert reporter.redelivered == [True, False]

@@ -433,3 +433,30 @@ def test_a_random_walk_of_callbacks_never_leaves_a_final_status(
             assert (task.finished_at is not None) == task.status.is_final
             if task.status is TaskStatus.PENDING:
                 assert all(status is TaskStatus.PENDING for status in walk[: step + 1])
+
+
+def test_a_report_without_worker_id_keeps_the_worker_already_known(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    task = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "consumer@host:1")
+
+    store.update_status(task.task_num, TaskStatus.ERROR)  # the course's own report
+
+    assert (task.status, task.worker_id) == (TaskStatus.ERROR, "consumer@host:1")
+
+
+def test_redeliveries_are_counted_and_told_to_listeners(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    task = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w1")
+    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w2", redelivered=True)
+    store.update_status(task.task_num, TaskStatus.DONE, "w2")
+    changes: list[int] = []
+    store.add_listener(lambda changed: changes.append(changed.redeliveries))
+
+    # The message of a finished task comes back: refused, but the page learns it came back.
+    with pytest.raises(TransitionNotAllowed):
+        store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w3", redelivered=True)
+
+    assert (task.status, task.worker_id, task.redeliveries) == (TaskStatus.DONE, "w2", 2)
+    assert changes == [2]

@@ -298,7 +298,20 @@ def test_parse_status_report_accepts_the_longest_worker_id() -> None:
     assert parse_status_report({**REPORT, "worker_id": worker_id}).worker_id == worker_id
 
 
-@pytest.mark.parametrize("name", ["task_num", "task_status", "worker_id"])
+@pytest.mark.parametrize("worker_id", [{}, {"worker_id": None}])
+def test_parse_status_report_takes_the_course_format_without_worker_id(worker_id: dict) -> None:
+    # The course's consumer reports {"task_num": N, "task_status": "ERROR"} and nothing else.
+    report = parse_status_report({"task_num": 7, "task_status": "ERROR", **worker_id})
+
+    assert report == StatusReport(task_num=7, status=TaskStatus.ERROR, worker_id=None)
+
+
+def test_parse_status_report_reads_the_redelivered_flag() -> None:
+    assert parse_status_report({**REPORT, "redelivered": True}).redelivered is True
+    assert parse_status_report(REPORT).redelivered is False
+
+
+@pytest.mark.parametrize("name", ["task_num", "task_status"])
 def test_parse_status_report_missing_field(name: str) -> None:
     data = {key: value for key, value in REPORT.items() if key != name}
 
@@ -327,7 +340,10 @@ def test_parse_status_report_missing_field(name: str) -> None:
         ({"worker_id": ""}, "worker_id"),
         ({"worker_id": "w" * (MAX_WORKER_ID + 1)}, "worker_id"),
         ({"worker_id": 5}, "worker_id"),
-        ({"worker_id": None}, "worker_id"),
+        ({"worker_id": "consumer\n2026-01-01 INFO forged line"}, "worker_id"),
+        ({"worker_id": "\x1b[31mred"}, "worker_id"),
+        ({"redelivered": "yes"}, "redelivered"),
+        ({"redelivered": 1}, "redelivered"),
     ],
 )
 def test_parse_status_report_names_the_bad_field(changes: dict[str, object], field: str) -> None:

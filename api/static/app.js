@@ -22,6 +22,8 @@ const FIELD_LABELS = {
 // The JSON API names the processing time "timeout"; the page's form (and its plain POST) name it
 // "processing_timeout".
 const FORM_FIELDS = { timeout: "processing_timeout" };
+const REDELIVERED_TITLE =
+  "Брокер доставил сообщение ещё раз: прошлый исполнитель не успел подтвердить его (ack)";
 
 // ------------------------------------------------------------------ small helpers
 
@@ -131,17 +133,29 @@ class TaskTable {
       durationCell.dataset.since = task.created_at; // ticked every second by main()
       tickDuration(durationCell);
     }
+    const status = el("td", {}, el("span", { class: `status status-${task.status}` }, task.status));
+    if (task.redeliveries) {
+      const times = task.redeliveries > 1 ? ` ×${task.redeliveries}` : "";
+      status.append(" ", el("small", { class: "redelivered", title: REDELIVERED_TITLE },
+        `доставлена повторно${times}`));
+    }
     return el(
       "tr",
       { "data-task": task.task_num, "data-status": task.status, class: fresh ? "fresh" : null },
       number,
       el("td", {}, badge(task.method)),
-      el("td", {}, el("span", { class: `status status-${task.status}` }, task.status)),
-      el("td", { class: "worker" }, task.worker_id || "—"),
+      status,
+      el("td", { class: "worker" }, workerName(task)),
       el("td", {}, clockTime(task.created_at)),
       durationCell,
     );
   }
+}
+
+/** Who reported on the task; the course's own workers send no worker_id. */
+function workerName(task) {
+  if (task.worker_id) return task.worker_id;
+  return task.status === "PENDING" ? "—" : "неизвестен";
 }
 
 /** A running task shows how long it has been in the system so far (queued + working). */
@@ -216,7 +230,7 @@ function connectEvents(table, workerList, stateLabel, onTask) {
 
 // ------------------------------------------------------------------ queues panel
 
-function queueRow(queue) {
+function queueRow(queue, statisticsError) {
   const name = el(
     "td",
     {},
@@ -231,12 +245,15 @@ function queueRow(queue) {
     );
   }
   const number = (value) => el("td", { class: "number" }, value === null ? "…" : String(value));
+  const unacked = statisticsError
+    ? el("td", { class: "number", title: `Статистика недоступна: ${statisticsError}` }, "—")
+    : number(queue.messages_unacknowledged);
   return el(
     "tr",
-    { "data-queue": queue.name, "data-messages": queue.messages ?? "" },
+    { "data-queue": queue.name, "data-ready": queue.messages_ready },
     name,
     number(queue.messages_ready),
-    number(queue.messages_unacknowledged),
+    unacked,
     number(queue.consumers),
   );
 }
@@ -246,12 +263,11 @@ function renderQueues(rows, errorBox, data) {
   rows.closest("table").hidden = !data.available;
   if (!data.available) {
     errorBox.textContent =
-      `API управления RabbitMQ недоступен: ${data.error || "нет ответа"}. ` +
-      "Остальная страница работает.";
+      `RabbitMQ недоступен: ${data.error || "нет ответа"}. Остальная страница работает.`;
     rows.replaceChildren();
     return;
   }
-  rows.replaceChildren(...data.queues.map(queueRow));
+  rows.replaceChildren(...data.queues.map((queue) => queueRow(queue, data.statistics_error)));
 }
 
 /** Ask our server for the queues every two seconds, one request at a time. */
@@ -263,7 +279,7 @@ async function pollQueues(rows, errorBox, deadLetters) {
     if (status !== 0) {
       renderQueues(rows, errorBox, data);
       const dead = data.available && data.queues.find((queue) => queue.name === deadLetters.queue);
-      if (dead && dead.messages !== null) deadLetters.depthIs(dead.messages);
+      if (dead && dead.exists) deadLetters.depthIs(dead.messages_ready);
     }
     await sleep(QUEUES_EVERY_MS);
   }
