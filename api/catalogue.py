@@ -25,8 +25,9 @@ LONG_REQUEST_SECONDS = 7.0
 
 class UnknownItem(LookupError):
     def __init__(self, data_id: int) -> None:
-        super().__init__(f"no item {data_id}, the catalogue has {min(ITEMS)} to {max(ITEMS)}")
-        self.data_id = data_id
+        low, high = min(ITEMS), max(ITEMS)
+        super().__init__(f"no item {data_id}, the catalogue has {low} to {high}")
+        self.message_ru = f"нет товара {data_id}, есть {low}–{high}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -80,7 +80,9 @@ async def _sync_answer(request: web.Request, *, long: bool) -> web.Response:
     try:
         answer = await catalogue.answer(data_id, blocking)
     except catalogue.UnknownItem as exc:
-        raise json_error(web.HTTPNotFound, f"data_id: {exc}", field="data_id") from None
+        raise json_error(
+            web.HTTPNotFound, f"data_id: {exc}", field="data_id", message_ru=exc.message_ru
+        ) from None
     return web.json_response(dataclasses.asdict(answer))
 
 

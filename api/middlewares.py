@@ -26,7 +26,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except InvalidField as exc:
-        raise json_error(web.HTTPBadRequest, str(exc), field=exc.field) from exc
+        raise json_error(
+            web.HTTPBadRequest, str(exc), field=exc.field, message_ru=exc.message_ru
+        ) from exc
     except web.HTTPException as exc:
         # aiohttp's own errors (404, 405, 413 ...) come as text/plain: give programs JSON.
         if exc.status < 400 or exc.content_type == "application/json":

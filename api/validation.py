@@ -8,7 +8,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.model import Method
-from common.messages import InvalidField, parse_flag, parse_task_num, parse_timeout
+from common.messages import (
+    POSITIVE_INTEGER,
+    InvalidField,
+    parse_flag,
+    parse_task_num,
+    parse_timeout,
+)
 from common.statuses import TaskStatus
 
 MAX_BATCH = 1000  # tasks one request may create
@@ -37,39 +43,44 @@ class StatusReport:
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
     if not body:
-        raise InvalidField("body", "is empty, expected a JSON object")
+        raise InvalidField("body", "is empty, expected a JSON object", "пусто, нужен JSON-объект")
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InvalidField("body", "is not UTF-8") from None
+        raise InvalidField("body", "is not UTF-8", "не в кодировке UTF-8") from None
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise InvalidField("body", "is not valid JSON") from None
+        raise InvalidField("body", "is not valid JSON", "это не JSON") from None
     if not isinstance(data, dict):
-        raise InvalidField("body", "must be a JSON object")
+        raise InvalidField("body", "must be a JSON object", "нужен JSON-объект")
     return data
 
 
 MAX_DIGITS = 18  # far more than any count or task number, still a 64-bit integer
 
 
-def parse_digits(text: str, field: str, message: str = "must be a whole number") -> int:
+WHOLE_NUMBER = ("must be a whole number", "нужно целое число")
+
+
+def parse_digits(text: str, field: str, message: tuple[str, str] = WHOLE_NUMBER) -> int:
     """A whole number typed as text (a form field, a query or path part): ASCII digits only.
 
     ``int()`` alone would also take "١٢" and " +5", and refuses thousands of digits with a plain
     ValueError; the length check comes first. Callers strip what a form may pad, if they want.
     """
     if not text.isascii() or not text.isdigit() or len(text) > MAX_DIGITS:
-        raise InvalidField(field, message)
+        raise InvalidField(field, *message)
     return int(text)
 
 
 def parse_count(value: Any, field: str = "count") -> int:
     if isinstance(value, str):
-        value = parse_digits(value.strip(), field, f"must be a whole number from 1 to {MAX_BATCH}")
+        value = parse_digits(value.strip(), field, (
+            f"must be a whole number from 1 to {MAX_BATCH}", f"нужно целое число от 1 до {MAX_BATCH}"
+        ))
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidField(field, "must be a whole number")
+        raise InvalidField(field, *WHOLE_NUMBER)
     if not 1 <= value <= MAX_BATCH:
-        raise InvalidField(field, f"must be between 1 and {MAX_BATCH}")
+        raise InvalidField(field, f"must be between 1 and {MAX_BATCH}", f"от 1 до {MAX_BATCH}")
     return value
 
 
@@ -78,23 +89,27 @@ def parse_method(value: Any) -> Method:
         return Method(value)
     except ValueError:
         choices = " or ".join(f'"{m}"' for m in Method)
-        raise InvalidField("method", f"must be {choices}") from None
+        raise InvalidField("method", f"must be {choices}", f"нужно {choices}") from None
 
 
 def parse_routing_key(value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidField("routing_key", "must be a string")
+        raise InvalidField("routing_key", "must be a string", "нужна строка")
     if len(value.encode()) > MAX_ROUTING_KEY:
-        raise InvalidField("routing_key", f"must be at most {MAX_ROUTING_KEY} bytes")
+        raise InvalidField(
+            "routing_key",
+            f"must be at most {MAX_ROUTING_KEY} bytes",
+            f"не длиннее {MAX_ROUTING_KEY} байт",
+        )
     return value
 
 
 def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
     """The JSON API's ``POST /api/tasks`` body."""
     if "method" not in data:
-        raise InvalidField("method", "is missing")
+        raise InvalidField("method", "is missing", "не указано")
     if "timeout" not in data:
-        raise InvalidField("timeout", "is missing")
+        raise InvalidField("timeout", "is missing", "не указано")
     return TaskRequest(
         method=parse_method(data["method"]),
         timeout=parse_timeout(data["timeout"]),
@@ -108,7 +123,7 @@ def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
     """The page's forms: text fields, and a checkbox that is simply absent when unchecked."""
     raw_timeout = form.get("processing_timeout", "")
     if not raw_timeout.strip():
-        raise InvalidField("processing_timeout", "is empty")
+        raise InvalidField("processing_timeout", "is empty", "не заполнено")
     return TaskRequest(
         method=method,
         timeout=parse_timeout(raw_timeout, "processing_timeout"),
@@ -121,28 +136,28 @@ def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
 def parse_data_id(raw: str | None) -> int:
     """``data_id`` from a query string: a plain non-negative integer, nothing else."""
     if raw is None or not raw.strip():
-        raise InvalidField("data_id", "is empty")
+        raise InvalidField("data_id", "is empty", "не заполнено")
     return parse_digits(raw.strip(), "data_id")
 
 
 def parse_blocking(raw: str) -> bool:
     """``blocking`` of the long sync request: "1" waits with time.sleep, "0" with asyncio.sleep."""
     if raw not in ("0", "1"):
-        raise InvalidField("blocking", "must be 0 or 1")
+        raise InvalidField("blocking", "must be 0 or 1", "нужно 0 или 1")
     return raw == "1"
 
 
 def parse_task_num_text(raw: str) -> int:
     """A task number from a URL path."""
-    return parse_task_num(parse_digits(raw, "task_num", "must be a positive integer"))
+    return parse_task_num(parse_digits(raw, "task_num", POSITIVE_INTEGER))
 
 
 def parse_limit(raw: str, maximum: int) -> int:
     """``?limit=`` of a list endpoint: how many items, from 1 to ``maximum``."""
-    message = f"must be between 1 and {maximum}"
+    message = (f"must be between 1 and {maximum}", f"от 1 до {maximum}")
     limit = parse_digits(raw, "limit", message)
     if not 1 <= limit <= maximum:
-        raise InvalidField("limit", message)
+        raise InvalidField("limit", *message)
     return limit
 
 
@@ -150,11 +165,14 @@ def parse_status_report(data: Mapping[str, Any]) -> StatusReport:
     """The workers' callback body; ``worker_id`` and ``redelivered`` may be left out."""
     for name in ("task_num", "task_status"):
         if name not in data:
-            raise InvalidField(name, "is missing")
+            raise InvalidField(name, "is missing", "не указано")
     try:
         status = TaskStatus(data["task_status"])
     except ValueError:
-        raise InvalidField("task_status", f"must be one of {', '.join(TaskStatus)}") from None
+        statuses = ", ".join(TaskStatus)
+        raise InvalidField(
+            "task_status", f"must be one of {statuses}", f"одно из: {statuses}"
+        ) from None
     return StatusReport(
         task_num=parse_task_num(data["task_num"]),
         status=status,
@@ -169,6 +187,8 @@ def parse_worker_id(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= MAX_WORKER_ID or not value.isprintable():
         raise InvalidField(
-            "worker_id", f"must be printable text of 1 to {MAX_WORKER_ID} characters"
+            "worker_id",
+            f"must be printable text of 1 to {MAX_WORKER_ID} characters",
+            f"печатный текст от 1 до {MAX_WORKER_ID} символов",
         )
     return value

@@ -43,7 +43,7 @@ def render_home(request: web.Request, status: int = 200, **context: Any) -> web.
 
 
 def field_message(exc: InvalidField) -> str:
-    return f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message}"
+    return f"{FIELD_LABELS.get(exc.field, exc.field)}: {exc.message_ru}"
 
 
 async def index(request: web.Request) -> web.Response:
@@ -84,8 +84,7 @@ async def _sync_page(request: web.Request, *, long: bool) -> web.Response:
     except InvalidField as exc:
         return render_home(request, status=400, sync_error=field_message(exc))
     except catalogue.UnknownItem as exc:
-        message = f"Нет товара с data_id={exc.data_id}: есть {min(ITEMS)}–{max(ITEMS)}"
-        return render_home(request, status=404, sync_error=message)
+        return render_home(request, status=404, sync_error=f"data_id: {exc.message_ru}")
     return render_home(request, sync_result=answer)
 
 

@@ -11,44 +11,57 @@ MAX_TIMEOUT = 3600.0
 
 
 class InvalidField(ValueError):
-    """A value is unusable; ``field`` names it so that the user is told which one."""
+    """A value is unusable; ``field`` names it so that the user is told which one.
 
-    def __init__(self, field: str, message: str) -> None:
+    ``message`` is for programs and logs (the JSON API's ``error``); ``message_ru`` is the same
+    for people, on the page, which speaks Russian like the course.
+    """
+
+    def __init__(self, field: str, message: str, message_ru: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.message_ru = message_ru
+
+
+SECONDS = ("must be a number of seconds", "нужно число секунд")
+POSITIVE_INTEGER = ("must be a positive integer", "нужно целое число больше нуля")
 
 
 def parse_timeout(value: Any, field: str = "timeout") -> float:
     """A processing time in seconds: a finite number from 0 to MAX_TIMEOUT (a form sends text)."""
     if isinstance(value, bool) or value is None:
-        raise InvalidField(field, "must be a number of seconds")
+        raise InvalidField(field, *SECONDS)
     if isinstance(value, str):
         try:
             # ASCII only: float() would also read other scripts' digits ("١٢").
             value = float(value.strip()) if value.isascii() else math.nan
         except ValueError:
-            raise InvalidField(field, "must be a number of seconds") from None
+            raise InvalidField(field, *SECONDS) from None
     if not isinstance(value, int | float):
-        raise InvalidField(field, "must be a number of seconds")
+        raise InvalidField(field, *SECONDS)
     try:
         value = float(value)
     except OverflowError:  # an integer of hundreds of digits, as JSON allows
         value = math.inf
     if not math.isfinite(value) or not 0 <= value <= MAX_TIMEOUT:
-        raise InvalidField(field, f"must be between 0 and {MAX_TIMEOUT:g} seconds")
+        raise InvalidField(
+            field,
+            f"must be between 0 and {MAX_TIMEOUT:g} seconds",
+            f"от 0 до {MAX_TIMEOUT:g} секунд",
+        )
     return value
 
 
 def parse_task_num(value: Any, field: str = "task_num") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidField(field, "must be a positive integer")
+        raise InvalidField(field, *POSITIVE_INTEGER)
     return value
 
 
 def parse_flag(value: Any, field: str = "fail") -> bool:
     if not isinstance(value, bool):
-        raise InvalidField(field, "must be true or false")
+        raise InvalidField(field, "must be true or false", "нужно true или false")
     return value
 
 
@@ -74,9 +87,9 @@ class TaskMessage:
             data = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
             # RecursionError: thousands of nested brackets are valid JSON that Python won't parse.
-            raise InvalidField("body", "is not JSON") from None
+            raise InvalidField("body", "is not JSON", "это не JSON") from None
         if not isinstance(data, dict):
-            raise InvalidField("body", "must be a JSON object")
+            raise InvalidField("body", "must be a JSON object", "нужен JSON-объект")
         return cls.from_dict(data)
 
     @classmethod
@@ -85,7 +98,7 @@ class TaskMessage:
         arguments) both build their message here, so the two paths accept exactly the same."""
         for name in ("task_num", "timeout"):
             if name not in data:
-                raise InvalidField(name, "is missing")
+                raise InvalidField(name, "is missing", "не указано")
         return cls(
             task_num=parse_task_num(data["task_num"]),
             timeout=parse_timeout(data["timeout"]),

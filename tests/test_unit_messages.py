@@ -161,11 +161,11 @@ def test_parse_task_num_rejects(value: object) -> None:
 
 
 def test_invalid_field_carries_field_and_message() -> None:
-    exc = InvalidField("count", "must be a whole number")
+    exc = InvalidField("count", "must be a whole number", "нужно целое число")
 
     assert isinstance(exc, ValueError)
     assert exc.field == "count"
-    assert exc.message == "must be a whole number"
+    assert (exc.message, exc.message_ru) == ("must be a whole number", "нужно целое число")
     assert str(exc) == "count: must be a whole number"
 
 

@@ -77,9 +77,9 @@ async function fetchJson(url, options = {}) {
 
 function errorText(data) {
   const label = FIELD_LABELS[data.field];
-  const message = String(data.error || "неизвестная ошибка");
-  // The API says "timeout: must be ..."; the page names the field the way its form does.
-  return label ? `${label}: ${message.replace(/^[\w.]+: /, "")}` : message;
+  // A bad field comes with a Russian message_ru; the page names the field as its form does.
+  if (label && data.message_ru) return `${label}: ${data.message_ru}`;
+  return String(data.error || "неизвестная ошибка");
 }
 
 // ------------------------------------------------------------------ task table
