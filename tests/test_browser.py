@@ -24,6 +24,7 @@ from runner.broker import purge
 from runner.client import ApiClient
 
 CHROMIUM = "/usr/bin/chromium"
+PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -50,9 +51,16 @@ def console_errors() -> list[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterator[Page]:
+def viewport() -> dict[str, int]:
+    """A laptop's window; a test parametrizes ``viewport`` to look at the page on a phone."""
+    return {"width": 1400, "height": 1000}
+
+
+@pytest.fixture
+def page(browser: Browser, api: ApiClient, console_errors: list[str],
+         viewport: dict[str, int]) -> Iterator[Page]:
     """The home page, live (its event stream connected), failing the test on any console error."""
-    context = browser.new_context(base_url=api.base_url, viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(base_url=api.base_url, viewport=viewport)
     page = context.new_page()
     page.on("console",
             lambda message: message.type == "error" and console_errors.append(message.text))
@@ -163,6 +171,52 @@ def test_forms_work_without_javascript(browser: Browser, api: ApiClient, consume
     page.locator("#sync form").get_by_role("button").click()
     expect(page.locator("#sync-result")).to_contain_text("Тарелка")
     context.close()
+
+
+# The «Сломайте» tour: one scenario each, and the command to run natively and in Docker.
+TOUR = {
+    "consumer": ("./ctl signal KILL consumer:consumer-0", "docker compose kill -s KILL consumer"),
+    "celery-pool": ("ps --ppid $(./ctl pid celery_worker:celery_worker-0)",
+                    "docker compose exec celery_worker sh -c 'kill -9 <pid>'"),
+    "celery-worker": ("kill -9 -- -$(./ctl pid celery_worker:celery_worker-0)",
+                      "docker compose kill -s KILL celery_worker"),
+    "broker": ("sudo rabbitmqctl stop_app", "docker compose exec rmq rabbitmqctl stop_app"),
+    "api": ("./ctl restart api", "docker compose restart api"),
+}
+
+
+def test_break_it_tour_shows_each_scenario_with_its_commands(page: Page) -> None:
+    tour = page.locator("#break-it")
+    expect(tour.locator("h2")).to_have_text("Сломайте")
+    expect(tour.locator("details.scenario")).to_have_count(len(TOUR) + 1)
+    for name, (native, docker) in TOUR.items():
+        scenario = tour.locator(f'details[data-scenario="{name}"]')
+        # Closed, it shows only its title; opened, its commands and what to watch for.
+        expect(scenario.locator("pre").first).to_be_hidden()
+        scenario.locator("summary").click()
+        expect(scenario.locator('pre[data-run="native"]')).to_contain_text(native)
+        expect(scenario.locator('pre[data-run="docker"]')).to_contain_text(docker)
+        expect(scenario).to_contain_text("Что видно.")
+    poison = tour.locator('details[data-scenario="poison"]')
+    poison.locator("summary").click()
+    expect(poison).to_contain_text("Exchanges → to_direct → Publish message")
+    expect(poison.get_by_role("link", name="Панель RabbitMQ")).to_have_attribute(
+        "href", re.compile(r"^http://.+:15672/$"))
+    # The page only shows commands: the tour has no button or form that could run one.
+    expect(tour.locator("button, form")).to_have_count(0)
+
+
+@pytest.mark.parametrize("viewport", [PHONE])
+def test_page_fits_a_phone_with_the_whole_tour_open(page: Page, viewport: dict[str, int]) -> None:
+    # The panels filled in by the script count too: they are what a phone scrolls through.
+    expect(page.locator("#queue-rows tr")).to_have_count(3, timeout=10 * SECOND)
+    page.locator("#break-it details").evaluate_all("all => all.forEach(d => d.open = true)")
+    expect(page.locator('#break-it pre[data-run="native"]').first).to_be_visible()
+    page_width = page.evaluate("document.documentElement.scrollWidth")
+    assert page_width <= viewport["width"], "the page scrolls sideways on a phone"
+    # A long command scrolls inside its own box instead of widening the page.
+    for box in page.locator("#break-it pre").all():
+        assert box.bounding_box()["x"] + box.bounding_box()["width"] <= viewport["width"]
 
 
 def watch_heartbeat(page: Page) -> None:
