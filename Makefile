@@ -10,14 +10,13 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test lint bench venv rmq browser flower definitions clean
+.PHONY: help dev test lint bench venv rmq redis browser definitions clean
 
 help:
-	@echo "make dev    - RabbitMQ + api + consumer + celery_worker natively (CONSUMERS=N WORKERS=N);"
+	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N);"
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
-	@echo "make flower - Celery's web UI on http://localhost:5555 (next to make dev)"
 	@echo "make definitions - regenerate rmq/definitions.json from common/topology.py"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -30,6 +29,10 @@ venv: $(VENV)/.installed
 rmq:
 	./rmq/start-native.sh
 
+# Celery's result backend.
+redis:
+	./redis/start-native.sh
+
 # Debian's chromium for the browser tests; Playwright never downloads a browser of its own.
 browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
@@ -37,8 +40,9 @@ browser:
 
 # Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
 # Variables from .env (if there is one) reach every service, as with docker compose.
-dev: venv rmq
-	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   остановить: Ctrl-C"
+dev: venv rmq redis
+	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   Flower: http://localhost:5555"
+	@echo "Остановить: Ctrl-C"
 	@echo "Сервисы: ./ctl status   убить consumer: ./ctl signal KILL consumer:consumer-0"
 	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
 	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS)
@@ -46,15 +50,11 @@ dev: venv rmq
 lint: venv
 	ruff check .
 
-test: venv rmq browser lint
+test: venv rmq redis browser lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-bench: venv rmq
+bench: venv rmq redis
 	$(PYTHON) -m bench
-
-# Flower: Celery's own web UI (workers, tasks, retries) on http://localhost:5555.
-flower: venv
-	celery -A celery_app flower --address=127.0.0.1 --port=5555
 
 # rmq/definitions.json is generated from common/topology.py; a test fails when it is stale.
 definitions: venv

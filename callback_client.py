@@ -10,6 +10,8 @@ import enum
 import logging
 import os
 import socket
+from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -56,6 +58,8 @@ class StatusReporter:
         timeout: float = 3.0,
     ) -> None:
         self._url = settings.callback_url
+        # The JSON API lives on the same server as the callback.
+        self._orders_url = urljoin(settings.callback_url, "/api/tasks")
         self._timeout = timeout
         self.worker_id = worker_id
         self._session = requests.Session()
@@ -74,11 +78,11 @@ class StatusReporter:
         self._session.mount("http://", HTTPAdapter(max_retries=retry))
         self._session.mount("https://", HTTPAdapter(max_retries=retry))
 
-    def report(self, task_num: int, status: TaskStatus, *, redelivered: bool = False) -> Outcome:
-        """Tell the API the task's new status; ``redelivered``: the broker delivered it again."""
+    def report(self, task_num: int, status: TaskStatus, **details: Any) -> Outcome:
+        """Tell the API the task's new status, with the report's optional fields: ``redelivered``
+        (the broker delivered it again), ``attempt``, ``max_attempts``, ``next_try_at``."""
         payload = {"task_num": task_num, "task_status": str(status), "worker_id": self.worker_id}
-        if redelivered:
-            payload["redelivered"] = True
+        payload.update((name, value) for name, value in details.items() if value is not None)
         try:
             response = self._session.post(self._url, json=payload, timeout=self._timeout)
         except requests.RequestException as exc:
@@ -100,6 +104,13 @@ class StatusReporter:
             return Outcome.FAILED
         log.debug("task %s: reported %s, worker=%s", task_num, status, self.worker_id)
         return Outcome.ACCEPTED
+
+    def order_task(self, timeout: float) -> int:
+        """Ask the API for one new Celery task (Celery Beat's tick); return its number."""
+        body = {"method": "celery", "timeout": timeout, "source": "beat"}
+        response = self._session.post(self._orders_url, json=body, timeout=self._timeout)
+        response.raise_for_status()
+        return response.json()["tasks"][0]["task_num"]
 
     def close(self) -> None:
         self._session.close()

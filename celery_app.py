@@ -1,4 +1,4 @@
-"""The Celery application: ``celery -A celery_app worker --concurrency=3``.
+"""The Celery application: ``celery -A celery_app worker --concurrency=3`` (and ``beat``, ``flower``).
 
 Built from the same settings as every other part; the tasks live in ``celery_tasks``. The API
 builds its own client with :func:`create_celery_app` from its settings, so that importing this
@@ -14,9 +14,20 @@ from common.settings import Settings
 
 
 def create_celery_app(settings: Settings) -> Celery:
-    app = Celery("demo", broker=settings.rmq_url, backend="rpc://", include=["celery_tasks"])
+    app = Celery(
+        "demo", broker=settings.rmq_url, backend=settings.result_backend, include=["celery_tasks"]
+    )
     app.conf.update(
         task_default_queue=topology.CELERY_QUEUE,
+        # One periodic task for Celery Beat. The schedule lives in the Beat process's memory:
+        # nothing to store, and a restarted Beat simply starts counting again.
+        beat_schedule={
+            "order-a-task": {"task": topology.BEAT_TASK, "schedule": float(settings.beat_interval)}
+        },
+        beat_scheduler="celery.beat:Scheduler",
+        # Task events, so that Flower and `celery events` show each task as it goes.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",

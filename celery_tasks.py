@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 import time
+from datetime import datetime
 
 from celery import Task, shared_task
+from celery.app.task import Context
+from celery.exceptions import Retry
+from celery.signals import task_retry
 from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
@@ -16,6 +20,9 @@ from common.statuses import TaskStatus
 from task_lifecycle import Ending, run_task
 
 log = get_task_logger(__name__)
+
+
+BEAT_WORK_SECONDS = 1.0  # how long each task that Beat orders works
 
 
 class SimulatedFailure(RuntimeError):
@@ -30,18 +37,34 @@ def reporter() -> StatusReporter:
 
 
 class ReportingTask(Task):
-    def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
-        log.warning(
-            "task %s: attempt %s failed (%s), retrying, worker=%s",
-            kwargs.get("task_num"), self.request.retries + 1, exc, reporter().worker_id,
-        )
+    """Reports what the API cannot see otherwise: each retry (see report_retry), and the end."""
+
+    def tries(self, request: Context | None = None) -> dict[str, int]:
+        """Which try this is, of how many: the same fields on every report of the task."""
+        retries = (request or self.request).retries
+        return {"attempt": retries + 1, "max_attempts": self.max_retries + 1}
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called once the retries are used up (not after each attempt).
         task_num = kwargs.get("task_num")
         log.error("task %s: failed for good (%s), worker=%s", task_num, exc, reporter().worker_id)
         if task_num is not None:
-            reporter().report(task_num, TaskStatus.ERROR)
+            reporter().report(task_num, TaskStatus.ERROR, **self.tries())
+
+
+@task_retry.connect
+def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: object) -> None:
+    """A try failed and Celery scheduled the next: report when, so that the page can count down.
+
+    ``reason.when`` is Celery's own countdown (seconds), or an eta.
+    """
+    when = reason.when
+    next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
+    task_num, tries = request.kwargs.get("task_num"), sender.tries(request)
+    log.warning("task %s: attempt %s of %s failed (%s), next in %.0f s, worker=%s",
+                task_num, tries["attempt"], tries["max_attempts"], reason.exc,
+                next_try_at - time.time(), reporter().worker_id)
+    reporter().report(task_num, TaskStatus.IN_PROGRESS, next_try_at=next_try_at, **tries)
 
 
 @shared_task(
@@ -54,17 +77,35 @@ class ReportingTask(Task):
     retry_backoff_max=16,
     retry_jitter=False,
 )
-def process_task(self: Task, task_num: int, timeout: float, fail: bool = False) -> str:
+def process_task(self: ReportingTask, task_num: int, timeout: float, fail: bool = False) -> str:
     """Simulate ``timeout`` seconds of work on task ``task_num``, reporting its progress."""
     # The consumer's own checks: a task sent around the API (from a shell, say) with a bad
     # argument fails at once with the reason, instead of sleeping for a day.
     message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
-    # With acks_late, a task whose worker died before the ack comes back flagged by the broker.
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    ending = run_task(message, reporter(), work_for, redelivered=redelivered)
+    ending = run_task(message, reporter(), work_for, redelivered=redelivered(self), **self.tries())
     if ending is Ending.FAILED:
         raise SimulatedFailure(f"task {task_num} was sent with fail=true")  # Celery retries it
     return ending.value
+
+
+@shared_task(bind=True, base=ReportingTask, name=topology.SUMMARY_TASK)
+def summarize(self: ReportingTask, results: list[str], task_num: int) -> int:
+    """A chord's body: runs once every member has finished, gets their results, counts DONE."""
+    run_task(TaskMessage(task_num, timeout=0), reporter(), work_for, redelivered=redelivered(self))
+    return results.count(Ending.DONE.value)
+
+
+@shared_task(name=topology.BEAT_TASK)
+def beat_tick() -> int:
+    """Celery Beat sends this on its schedule: ask the API for one task, numbered like any."""
+    task_num = reporter().order_task(BEAT_WORK_SECONDS)
+    log.info("task %s: ordered by Celery Beat, worker=%s", task_num, reporter().worker_id)
+    return task_num
+
+
+def redelivered(task: Task) -> bool:
+    """With acks_late, a task whose worker died before the ack comes back flagged by the broker."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
 def work_for(seconds: float) -> bool:

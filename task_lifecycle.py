@@ -38,16 +38,22 @@ def run_task(
     work: Callable[[float], bool],
     *,
     redelivered: bool = False,
+    attempt: int | None = None,
+    max_attempts: int | None = None,
 ) -> Ending:
     """Run one task; ``work(seconds)`` does the (simulated) work, False if it was cut short.
 
     ``redelivered``: the broker says an earlier delivery of this message was never acked (its
-    worker died, or lost its connection). The page shows it; the run is the same.
+    worker died, or lost its connection). The page shows it; the run is the same. ``attempt``
+    of ``max_attempts``: which try this is, where the worker retries (Celery).
     """
     task_num, worker_id = message.task_num, reporter.worker_id
     if redelivered:
         log.info("task %s: redelivered, worker=%s", task_num, worker_id)
-    outcome = reporter.report(task_num, TaskStatus.IN_PROGRESS, redelivered=redelivered)
+    tries = {"attempt": attempt, "max_attempts": max_attempts}
+    outcome = reporter.report(
+        task_num, TaskStatus.IN_PROGRESS, redelivered=redelivered or None, **tries
+    )
     if outcome.work_unwanted:
         log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return Ending.SKIPPED
@@ -59,6 +65,6 @@ def run_task(
     if message.fail:
         log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
         return Ending.FAILED
-    reporter.report(task_num, TaskStatus.DONE)
+    reporter.report(task_num, TaskStatus.DONE, **tries)
     log.info("task %s: done, worker=%s", task_num, worker_id)
     return Ending.DONE

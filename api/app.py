@@ -79,6 +79,7 @@ def create_json_api() -> web.Application:
     router.add_post("/tasks", json_api.create_tasks, name="create_tasks")
     router.add_get("/tasks", json_api.list_tasks, name="list_tasks")
     router.add_get("/tasks/{task_num}", json_api.get_task, name="task")
+    router.add_post("/workflows", json_api.create_workflow, name="create_workflow")
     router.add_get("/sync-data", json_api.sync_data, name="sync_data")
     router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
     router.add_get("/events", live.task_events, name="events")

@@ -12,13 +12,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from celery import Celery
-from celery.backends.rpc import BacklogLimitExceeded
+from celery import Celery, chain, chord, group, uuid
+from celery.backends.rpc import BacklogLimitExceeded, RPCBackend
+from celery.canvas import Signature
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
 from api.errors import BrokerUnavailable
+from api.model import WorkflowKind
 from common import topology
 from common.messages import TaskMessage
 
@@ -50,13 +53,7 @@ class CeleryClient:
 
     async def send(self, message: TaskMessage) -> str:
         """Queue ``process_task`` and return its Celery task id."""
-        await self._broker_ready()
-        try:
-            result = await asyncio.wait_for(self._run(self._send, message), SEND_TIMEOUT)
-        except OperationalError as exc:
-            raise BrokerUnavailable(f"Celery could not reach the broker: {exc}") from exc
-        except TimeoutError:
-            raise BrokerUnavailable("Celery could not reach the broker in time") from None
+        result = await self._call(self._send, message)
         log.info("task %s: sent to Celery as %s", message.task_num, result.id)
         return result.id
 
@@ -70,22 +67,79 @@ class CeleryClient:
             retry_policy=PUBLISH_RETRY_POLICY,
         )
 
-    async def state(self, celery_id: str) -> str | None:
-        """Celery's own view of the task (PENDING, STARTED, RETRY, SUCCESS, FAILURE), or None."""
+    async def send_workflow(
+        self, kind: WorkflowKind, members: list[TaskMessage], summary: int | None
+    ) -> dict[int, str]:
+        """Send a chain, a group or a chord (``summary``: its body's task number) as one canvas;
+        return the Celery task id of every task number."""
+        ids = await self._call(self._send_workflow, kind, members, summary)
+        log.info("tasks %s: sent to Celery as a %s", ", ".join(map(str, ids)), kind)
+        return ids
+
+    def _send_workflow(
+        self, kind: WorkflowKind, members: list[TaskMessage], summary: int | None
+    ) -> dict[int, str]:
+        ids = {message.task_num: uuid() for message in members}
+        # Immutable (.si): a member does not take its predecessor's result as an argument.
+        signatures = [
+            self._signature(topology.PROCESS_TASK, ids[message.task_num], message.to_dict(),
+                            immutable=True)
+            for message in members
+        ]
+        if kind is WorkflowKind.CHAIN:
+            canvas = chain(*signatures)
+        elif kind is WorkflowKind.GROUP:
+            canvas = group(signatures)
+        else:
+            ids[summary] = uuid()
+            # The body gets the list of the members' results as its first argument.
+            body = self._signature(topology.SUMMARY_TASK, ids[summary], {"task_num": summary})
+            canvas = chord(signatures, body)
+        canvas.apply_async(retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        return ids
+
+    def _signature(self, name: str, task_id: str, kwargs: dict, **options) -> Signature:
+        return self._app.signature(name, kwargs=kwargs, task_id=task_id, **options)
+
+    async def _call(self, func, *args):
+        """``func(*args)`` in the Celery thread, after checking the broker is there."""
+        await self._broker_ready()
+        try:
+            return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
+        except OperationalError as exc:
+            raise BrokerUnavailable(f"Celery could not reach the broker: {exc}") from exc
+        except TimeoutError:
+            raise BrokerUnavailable("Celery could not reach the broker in time") from None
+
+    @property
+    def runs_chords(self) -> bool:
+        """A chord's body waits for results of other processes: rpc:// cannot deliver those."""
+        return not isinstance(self._app.backend, RPCBackend)
+
+    async def state(self, celery_id: str) -> dict[str, Any]:
+        """Celery's own view of the task: ``state`` (PENDING, STARTED, RETRY, SUCCESS, FAILURE)
+        and ``result``, the return value or the error; both None if it cannot be read now."""
         try:
             return await asyncio.wait_for(self._run(self._state, celery_id), STATE_TIMEOUT)
         except Exception as exc:  # a page must not fail because Celery's result store did
             log.warning("celery state of %s unavailable: %r", celery_id, exc)
-            return None
+            return {"state": None, "result": None}
 
-    def _state(self, celery_id: str) -> str:
+    def _state(self, celery_id: str) -> dict[str, Any]:
         # rpc:// results wait in one reply queue until somebody reads them, and one read looks
         # at no more than 1000 of them. After a big batch the task asked for may lie deeper:
         # each pass sets aside what it read for later questions, so a few passes reach it.
         for _ in range(STATE_PASSES - 1):
             with contextlib.suppress(BacklogLimitExceeded):
-                return self._app.AsyncResult(celery_id).state
-        return self._app.AsyncResult(celery_id).state
+                return self._read(celery_id)
+        return self._read(celery_id)
+
+    def _read(self, celery_id: str) -> dict[str, Any]:
+        result = self._app.AsyncResult(celery_id)
+        state, value = result.state, result.result
+        # A failed or retried task's result is the exception: shown as text.
+        shown = value if value is None or isinstance(value, int | str) else repr(value)
+        return {"state": state, "result": shown}
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

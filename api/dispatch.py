@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import uuid
 
 from api.celery_client import CeleryClient
 from api.errors import BrokerUnavailable
-from api.model import Method, Task
+from api.model import Method, Role, Task, WorkflowKind
 from api.publisher import Publisher
 from api.store import TaskStore
-from api.validation import TaskRequest
-from common.messages import TaskMessage
+from api.validation import TaskRequest, WorkflowRequest
+from common.messages import InvalidField, TaskMessage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,11 @@ class Dispatcher:
         sent: list[Task] = []
         for _ in range(request.count):
             task = self._store.create(
-                request.method, request.timeout, request.fail, replay_of=request.replay_of
+                request.method,
+                request.timeout,
+                request.fail,
+                replay_of=request.replay_of,
+                source=request.source,
             )
             # The client is told about the task as it was accepted (PENDING): a fast worker may
             # already have reported IN_PROGRESS by the time the broker confirms the publish.
@@ -50,6 +55,51 @@ class Dispatcher:
                 raise DispatchFailed(str(exc), sent) from exc
             sent.append(accepted)
         return sent
+
+    async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
+        """Create a workflow's tasks and send them to Celery as one canvas; all or nothing."""
+        if request.kind is WorkflowKind.CHORD and not self._celery.runs_chords:
+            raise InvalidField(
+                "kind",
+                "a chord needs a result backend every process can read (RESULT_BACKEND=redis://…)",
+                "аккорду нужен общий бэкенд результатов (RESULT_BACKEND=redis://…)",
+            )
+        workflow_id = uuid.uuid4().hex[:12]
+        chain = request.kind is WorkflowKind.CHAIN
+        members: list[Task] = []
+        for position in range(1, request.count + 1):
+            members.append(self._store.create(
+                Method.CELERY,
+                request.timeout,
+                position == request.fail_member,
+                workflow_id=workflow_id,
+                workflow_kind=request.kind,
+                role=Role.MEMBER,
+                parent=members[-1].task_num if chain and members else None,
+            ))
+        summary = None
+        if request.kind is WorkflowKind.CHORD:
+            summary = self._store.create(
+                Method.CELERY, 0, workflow_id=workflow_id, workflow_kind=request.kind,
+                role=Role.SUMMARY,
+            )
+        tasks = [*members, *([summary] if summary else [])]
+        accepted = [dataclasses.replace(task) for task in tasks]
+        try:
+            celery_ids = await self._celery.send_workflow(
+                request.kind,
+                [TaskMessage(task.task_num, task.timeout, task.fail) for task in members],
+                summary.task_num if summary else None,
+            )
+        except BrokerUnavailable as exc:
+            for task in tasks:
+                self._store.discard(task.task_num)
+            log.warning("workflow %s: not sent: %s", workflow_id, exc)
+            raise DispatchFailed(str(exc), []) from exc
+        for task in accepted:
+            task.celery_id = celery_ids[task.task_num]
+            self._store.set_celery_id(task.task_num, task.celery_id)
+        return workflow_id, accepted
 
     async def _send(self, task: Task, routing_key: str) -> None:
         message = TaskMessage(task.task_num, task.timeout, task.fail)

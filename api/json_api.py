@@ -26,6 +26,7 @@ from api.validation import (
     parse_status_report,
     parse_task_num_text,
     parse_task_request,
+    parse_workflow_request,
 )
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,23 @@ async def get_task(request: web.Request) -> web.Response:
         raise json_error(web.HTTPNotFound, f"task {task_num} not found") from None
     data = task.to_dict()
     if task.method is Method.CELERY and task.celery_id is not None:
-        data["celery_state"] = await request.config_dict[celery_key].state(task.celery_id)
+        celery = await request.config_dict[celery_key].state(task.celery_id)
+        data["celery_state"], data["celery_result"] = celery["state"], celery["result"]
     return web.json_response(data)
+
+
+async def create_workflow(request: web.Request) -> web.Response:
+    """``POST /api/workflows``: a chain, group or chord of Celery tasks."""
+    workflow_request = parse_workflow_request(decode_json_object(await request.read()))
+    try:
+        workflow_id, tasks = await request.config_dict[dispatcher_key].submit_workflow(
+            workflow_request
+        )
+    except DispatchFailed as exc:
+        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    return web.json_response(
+        {"workflow_id": workflow_id, "tasks": [task.to_dict() for task in tasks]}, status=202
+    )
 
 
 async def sync_data(request: web.Request) -> web.Response:
@@ -110,9 +126,7 @@ async def update_task_status(request: web.Request) -> web.Response:
     _check_token(request)
     report = parse_status_report(decode_json_object(await request.read()))
     try:
-        task = request.config_dict[store_key].update_status(
-            report.task_num, report.status, report.worker_id, redelivered=report.redelivered
-        )
+        task = request.config_dict[store_key].update_status(report)
     except UnknownTask:
         log.warning("task %s: callback for an unknown task, worker=%s",
                     report.task_num, report.worker_id)

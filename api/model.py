@@ -15,6 +15,26 @@ class Method(enum.StrEnum):
     CELERY = "celery"
 
 
+class WorkflowKind(enum.StrEnum):
+    """Celery's canvas: one after another, all at once, or all at once and then a summary."""
+
+    CHAIN = "chain"
+    GROUP = "group"
+    CHORD = "chord"
+
+
+class Role(enum.StrEnum):
+    MEMBER = "member"
+    SUMMARY = "summary"  # a chord's body: runs after every member, counts those that succeeded
+
+
+class Source(enum.StrEnum):
+    """Who asked for the task: a client of the API, or Celery Beat's schedule."""
+
+    API = "api"
+    BEAT = "beat"
+
+
 @dataclasses.dataclass
 class Task:
     task_num: int
@@ -31,6 +51,18 @@ class Task:
     replay_of: int | None = None
     # How often the broker delivered the task's message again (its worker died before the ack).
     redeliveries: int = 0
+    source: Source = Source.API
+    # Celery's retries: tries so far, how many are allowed, and when the next one starts.
+    attempts: int = 0
+    max_attempts: int | None = None
+    next_try_at: float | None = None
+    # Set for a task of a Celery workflow (POST /api/workflows).
+    workflow_id: str | None = None
+    workflow_kind: WorkflowKind | None = None
+    role: Role | None = None
+    parent: int | None = None  # in a chain: the task that runs just before this one
+    # Why the task ended without running (a chain's earlier task failed, say).
+    note: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -43,3 +75,16 @@ class Task:
         data = dataclasses.asdict(self)
         data["duration"] = self.duration
         return data
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusReport:
+    """What a worker tells the API about a task (``POST /update_task_status_api/``)."""
+
+    task_num: int
+    status: TaskStatus
+    worker_id: str | None = None  # the course's own workers send none
+    redelivered: bool = False
+    attempt: int | None = None  # which try this report is about (Celery retries)
+    max_attempts: int | None = None
+    next_try_at: float | None = None  # a try failed; the next one starts then

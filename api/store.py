@@ -12,8 +12,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from api.model import Method, Task
+from api import workflows
+from api.model import Method, StatusReport, Task
 from common.statuses import TaskStatus, can_transition
 
 log = logging.getLogger(__name__)
@@ -99,16 +101,9 @@ class TaskStore:
         for listener in self._listeners:
             listener(task)
 
-    def create(
-        self, method: Method, timeout: float, fail: bool, replay_of: int | None = None
-    ) -> Task:
-        task = Task(
-            task_num=self._numbers.take(),
-            method=method,
-            timeout=timeout,
-            fail=fail,
-            replay_of=replay_of,
-        )
+    def create(self, method: Method, timeout: float, fail: bool = False, **details: Any) -> Task:
+        """A new PENDING task with the next number; ``details`` are more of Task's fields."""
+        task = Task(self._numbers.take(), method, timeout, fail, **details)
         self._tasks[task.task_num] = task
         while len(self._tasks) > self._limit:
             self._tasks.popitem(last=False)
@@ -130,35 +125,41 @@ class TaskStore:
     def set_celery_id(self, task_num: int, celery_id: str) -> None:
         self.get(task_num).celery_id = celery_id
 
-    def update_status(
-        self,
-        task_num: int,
-        status: TaskStatus,
-        worker_id: str | None = None,
-        *,
-        redelivered: bool = False,
-    ) -> Task:
+    def update_status(self, report: StatusReport) -> Task:
         """Apply a worker's report. Without ``worker_id`` (the course's own format) the task
         keeps the worker it had."""
-        task = self.get(task_num)
-        if redelivered:
+        task = self.get(report.task_num)
+        if report.redelivered:
             # Counted even when the status is refused below: a finished task whose message came
             # back is the at-least-once lesson (the worker then skips the work).
             task.redeliveries += 1
-        if not can_transition(task.status, status):
-            if redelivered:
+        if not can_transition(task.status, report.status):
+            if report.redelivered:
                 self._changed(task)
-            raise TransitionNotAllowed(task.status, status)
+            raise TransitionNotAllowed(task.status, report.status)
         now = time.time()
-        task.status = status
-        if worker_id is not None:
-            task.worker_id = worker_id
-        if status is TaskStatus.IN_PROGRESS:
+        retrying = report.next_try_at is not None
+        if report.status is TaskStatus.IN_PROGRESS and not retrying:
             task.started_at = now
-        elif status.is_final:
+        elif report.status.is_final:
             task.finished_at = now
+        task.status = report.status
+        if report.worker_id is not None:
+            task.worker_id = report.worker_id
+        if report.attempt is not None:
+            task.attempts = max(task.attempts, report.attempt)
+            task.max_attempts = report.max_attempts
+        task.next_try_at = report.next_try_at  # set while a retry waits, cleared by any other
         self._changed(task)
+        if workflows.is_failure(task):
+            for blocked, note in workflows.blocked_by(task, self.workflow(task.workflow_id)):
+                blocked.status, blocked.note, blocked.finished_at = TaskStatus.ERROR, note, now
+                self._changed(blocked)
         return task
+
+    def workflow(self, workflow_id: str) -> list[Task]:
+        """The tasks of one Celery workflow, in the order they were created."""
+        return [task for task in self._tasks.values() if task.workflow_id == workflow_id]
 
     def recent(self, limit: int = 100) -> list[Task]:
         """The newest tasks first."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from api.model import Method
+from api.model import Method, Source, StatusReport, WorkflowKind
 from common.messages import (
     POSITIVE_INTEGER,
     InvalidField,
@@ -17,7 +18,11 @@ from common.messages import (
 )
 from common.statuses import TaskStatus
 
+E = TypeVar("E", bound=enum.StrEnum)
+T = TypeVar("T")
+
 MAX_BATCH = 1000  # tasks one request may create
+WORKFLOW_SIZES = (2, 10)  # how many tasks a workflow may have (a chord's summary not counted)
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
 
@@ -31,14 +36,15 @@ class TaskRequest:
     routing_key: str = ""
     # A replay of a dead-lettered task: the number of the task that died.
     replay_of: int | None = None
+    source: Source = Source.API
 
 
 @dataclasses.dataclass(frozen=True)
-class StatusReport:
-    task_num: int
-    status: TaskStatus
-    worker_id: str | None = None  # the course's own workers send none
-    redelivered: bool = False
+class WorkflowRequest:
+    kind: WorkflowKind
+    count: int
+    timeout: float
+    fail_member: int | None = None  # this task (1-based) fails, after its retries
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:
@@ -84,12 +90,13 @@ def parse_count(value: Any, field: str = "count") -> int:
     return value
 
 
-def parse_method(value: Any) -> Method:
+def parse_choice(kind: type[E], value: Any, field: str) -> E:
+    """One of an enum's values, e.g. ``"rmq"`` or ``"celery"`` for a Method."""
     try:
-        return Method(value)
+        return kind(value)
     except ValueError:
-        choices = " or ".join(f'"{m}"' for m in Method)
-        raise InvalidField("method", f"must be {choices}", f"нужно {choices}") from None
+        choices = " or ".join(f'"{member}"' for member in kind)
+        raise InvalidField(field, f"must be {choices}", f"нужно {choices}") from None
 
 
 def parse_routing_key(value: Any) -> str:
@@ -111,11 +118,34 @@ def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
     if "timeout" not in data:
         raise InvalidField("timeout", "is missing", "не указано")
     return TaskRequest(
-        method=parse_method(data["method"]),
+        method=parse_choice(Method, data["method"], "method"),
         timeout=parse_timeout(data["timeout"]),
         count=parse_count(data.get("count", 1)),
         fail=parse_flag(data.get("fail", False)),
         routing_key=parse_routing_key(data.get("routing_key", "")),
+        source=parse_choice(Source, data.get("source", Source.API), "source"),
+    )
+
+
+def parse_workflow_request(data: Mapping[str, Any]) -> WorkflowRequest:
+    """``POST /api/workflows``: ``{"kind", "count", "timeout", "fail_member"}``."""
+    for name in ("kind", "count", "timeout"):
+        if name not in data:
+            raise InvalidField(name, "is missing", "не указано")
+    low, high = WORKFLOW_SIZES
+    count = data["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= high:
+        raise InvalidField("count", f"must be a whole number from {low} to {high}",
+                           f"нужно целое число от {low} до {high}")
+    fail_member = data.get("fail_member")
+    if fail_member is not None and (parse_task_num(fail_member, "fail_member") > count):
+        raise InvalidField("fail_member", f"must be from 1 to count ({count})",
+                           f"нужно число от 1 до {count}")
+    return WorkflowRequest(
+        kind=parse_choice(WorkflowKind, data["kind"], "kind"),
+        count=count,
+        timeout=parse_timeout(data["timeout"]),
+        fail_member=fail_member,
     )
 
 
@@ -178,7 +208,21 @@ def parse_status_report(data: Mapping[str, Any]) -> StatusReport:
         status=status,
         worker_id=parse_worker_id(data.get("worker_id")),
         redelivered=parse_flag(data.get("redelivered", False), "redelivered"),
+        attempt=_optional(parse_task_num, data.get("attempt"), "attempt"),
+        max_attempts=_optional(parse_task_num, data.get("max_attempts"), "max_attempts"),
+        next_try_at=_optional(parse_epoch, data.get("next_try_at"), "next_try_at"),
     )
+
+
+def _optional(parse: Callable[[Any, str], T], value: Any, field: str) -> T | None:
+    return None if value is None else parse(value, field)
+
+
+def parse_epoch(value: Any, field: str) -> float:
+    """A moment as seconds since the epoch, as ``time.time()`` gives it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e11:
+        raise InvalidField(field, "must be seconds since the epoch", "нужно время в секундах")
+    return float(value)
 
 
 def parse_worker_id(value: Any) -> str | None:

@@ -44,6 +44,13 @@ class Settings:
     rmq_management_public_url: str = _env(
         "RMQ_MANAGEMENT_PUBLIC_URL", default="http://localhost:15672/"
     )
+    # Celery's results: Redis, which every process can read (chords need it); "rpc://" works
+    # for the basic modes only.
+    result_backend: str = _env("RESULT_BACKEND", default="redis://localhost:6379/0")
+    # How often Celery Beat sends its periodic task, in seconds.
+    beat_interval: int = _env("BEAT_INTERVAL", default=30)
+    # Flower, Celery's web UI: the link shown on the page.
+    flower_public_url: str = _env("FLOWER_PUBLIC_URL", default="http://localhost:5555/")
     # Task numbers never repeat across API restarts: the allocator keeps its high-water mark here.
     task_counter_path: str = _env("TASK_COUNTER_PATH", default=".state/task_counter")
     task_store_limit: int = _env("TASK_STORE_LIMIT", default=10_000)
@@ -91,6 +98,8 @@ class Settings:
                 continue
             if urlsplit(getattr(self, field.name)).scheme not in ("http", "https"):
                 raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
+        if urlsplit(self.result_backend).scheme not in ("redis", "rediss", "rpc"):
+            raise SettingsError("RESULT_BACKEND must start with redis://, rediss:// or rpc://")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -124,8 +133,12 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-_HTTP_URLS = ("callback_url", "rmq_management_url", "rmq_management_public_url")
-_INT_RANGES = {"api_port": (1, 65535), "task_store_limit": (10, 10**7)}
+_HTTP_URLS = (
+    "callback_url", "rmq_management_url", "rmq_management_public_url", "flower_public_url"
+)
+_INT_RANGES = {
+    "api_port": (1, 65535), "task_store_limit": (10, 10**7), "beat_interval": (1, 86400)
+}
 
 
 def _int(name: str, raw: str, minimum: int, maximum: int) -> int:

@@ -19,6 +19,8 @@ DEAD_LETTER_QUEUE = "test_direct_rejected"
 # never imports the worker's code: in production the two are separate deployments.
 CELERY_QUEUE = "celery"
 PROCESS_TASK = "celery_tasks.process_task"
+SUMMARY_TASK = "celery_tasks.summarize"  # a chord's body
+BEAT_TASK = "celery_tasks.beat_tick"  # what Celery Beat sends on its schedule
 
 PREFETCH_COUNT = 3
 

@@ -131,10 +131,15 @@ class Services:
         extra = " ".join(shlex.quote(arg) for arg in self.extra_args.get(kind, ()))
         return ["/bin/sh", "-c", f"{self.commands[kind]} {extra}".rstrip()]
 
-    def start(self, kind: str, settings: Settings) -> Service:
+    def start(
+        self, kind: str, settings: Settings, env: Mapping[str, str] | None = None
+    ) -> Service:
+        """Start ``kind`` with ``settings``; ``env`` adds variables a program reads itself
+        (Flower's FLOWER_PORT, say)."""
         args = self.command(kind)
         name = f"{kind}-{len(self.started)}"
-        service = Service(name, args, service_env(settings.to_env()), self.log_dir)
+        service = Service(name, args, {**service_env(settings.to_env()), **(env or {})},
+                          self.log_dir)
         self.started.append(service)
         return service
 

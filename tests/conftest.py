@@ -16,7 +16,8 @@ from api.app import create_app
 from common.settings import Settings
 from runner.broker import scratch_vhost, sweep_stale_vhosts
 from runner.client import ApiClient
-from runner.services import QUICK_START, Service, Services, demo_settings
+from runner.polling import wait_for
+from runner.services import QUICK_START, Service, Services, demo_settings, free_port
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +83,35 @@ def consumer(settings: Settings, services: Services, api: ApiClient) -> Service:
 @pytest.fixture(scope="session")
 def celery_worker(settings: Settings, services: Services, api: ApiClient) -> Service:
     return services.start_workers("celery_worker", settings)[0]
+
+
+@pytest.fixture(scope="session")
+def celery_beat(settings: Settings, services: Services, celery_worker: Service) -> Service:
+    """Beat as the Procfile runs it, with an interval no test waits for: the session's tasks stay
+    the tests' own. A test of the ticks runs a Beat of its own."""
+    quiet = dataclasses.replace(settings, beat_interval=86400)
+    beat = services.start("celery_beat", quiet)
+    wait_for(lambda: "beat: Starting" in beat.log() or not beat.alive(), 30,
+             what="Celery Beat to start")
+    assert beat.alive(), beat.log()
+    return beat
+
+
+@pytest.fixture(scope="session")
+def flower(settings: Settings, services: Services, celery_worker: Service) -> tuple[Service, str]:
+    """Flower as the Procfile runs it, on a free port; its HTTP API open, as tests need it."""
+    port = free_port()
+    service = services.start("flower", settings, env={
+        "FLOWER_PORT": str(port), "FLOWER_ADDRESS": "127.0.0.1", "FLOWER_UNAUTHENTICATED_API": "true",
+    })
+    url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert service.alive(), service.log()
+        return requests.get(f"{url}/healthcheck", timeout=2).ok
+
+    wait_for(answering, 40, what="Flower to answer")
+    return service, url
 
 
 @pytest.fixture

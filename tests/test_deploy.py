@@ -27,7 +27,7 @@ DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
 # Tools come from requirements-dev.txt, installed next to the interpreter running the tests.
 VENV_BIN = Path(sys.executable).parent
 
-PYTHON_SERVICES = {"api", "consumer", "celery_worker"}
+PYTHON_SERVICES = {"api", "consumer", "celery_worker", "celery_beat", "flower"}
 # Only a native run needs these: several Celery workers on one host need distinct node names,
 # and honcho starts each line through a shell. Containers have their own hostnames and no shell.
 NATIVE_ONLY_PREFIX = "exec"
@@ -272,7 +272,7 @@ def test_compose_runs_the_procfile_services_with_the_same_commands(
 ) -> None:
     procfile = procfile_commands()
     assert set(procfile) == PYTHON_SERVICES
-    assert set(compose["services"]) == PYTHON_SERVICES | {"rmq"}
+    assert set(compose["services"]) == PYTHON_SERVICES | {"rmq", "redis"}
     for name, command in procfile.items():
         assert compose["services"][name]["command"] == without_native_only(command), name
 
@@ -300,10 +300,17 @@ def test_workers_can_be_scaled(compose: dict[str, Any]) -> None:
         service = compose["services"][name]
         assert "container_name" not in service, name
         assert "ports" not in service, name
-        assert service["depends_on"] == {
+        # They start once the broker takes connections and the API takes their reports.
+        assert service["depends_on"].items() >= {
             "rmq": {"condition": "service_healthy"},
             "api": {"condition": "service_healthy"},
-        }
+        }.items()
+
+
+def test_exactly_one_beat_runs(compose: dict[str, Any]) -> None:
+    # Scaled, every Beat would send every periodic task: the file must not invite it.
+    beat = compose["services"]["celery_beat"]
+    assert "deploy" not in beat and "scale" not in beat
 
 
 def test_task_counter_lives_on_a_named_volume(compose: dict[str, Any]) -> None:

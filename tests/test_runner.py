@@ -108,9 +108,15 @@ def test_extra_arguments_for_a_service_the_procfile_lacks_are_refused(tmp_path: 
 
 
 def test_each_service_runs_its_procfile_line(
-    settings: Settings, api: ApiClient, consumer: Service, celery_worker: Service
+    settings: Settings,
+    api: ApiClient,
+    consumer: Service,
+    celery_worker: Service,
+    celery_beat: Service,
+    flower: tuple[Service, str],
 ) -> None:
-    running = {"api": api.service, "consumer": consumer, "celery_worker": celery_worker}
+    running = {"api": api.service, "consumer": consumer, "celery_worker": celery_worker,
+               "celery_beat": celery_beat, "flower": flower[0]}
     procfile = read_procfile()
     assert set(running) == set(procfile)  # a new Procfile line needs a process here
     venv_bin = str(Path(sys.executable).parent)

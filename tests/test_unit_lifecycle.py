@@ -19,10 +19,12 @@ class RecordingReporter:
         self.first_answer = first_answer
         self.reports: list[tuple[int, TaskStatus]] = []
         self.redelivered: list[bool] = []
+        self.details: list[dict] = []
 
-    def report(self, task_num: int, status: TaskStatus, *, redelivered: bool = False) -> Outcome:
+    def report(self, task_num: int, status: TaskStatus, **details: object) -> Outcome:
         self.reports.append((task_num, status))
-        self.redelivered.append(redelivered)
+        self.redelivered.append(bool(details.get("redelivered")))
+        self.details.append(details)
         return self.first_answer if status is TaskStatus.IN_PROGRESS else Outcome.ACCEPTED
 
 
@@ -90,3 +92,11 @@ def test_a_redelivery_is_reported_with_the_in_progress_report_only() -> None:
 
     assert run_task(TaskMessage(7, 0), reporter, Work(), redelivered=True) is Ending.DONE
     assert reporter.redelivered == [True, False]
+
+
+def test_the_try_is_named_on_the_in_progress_and_done_reports() -> None:
+    reporter = RecordingReporter()
+
+    run_task(TaskMessage(7, 0), reporter, Work(), attempt=2, max_attempts=4)
+
+    assert [(d["attempt"], d["max_attempts"]) for d in reporter.details] == [(2, 4), (2, 4)]

@@ -21,6 +21,9 @@ CUSTOM_ENV = {
     "TASK_COUNTER_PATH": "/var/lib/demo/counter",
     "TASK_STORE_LIMIT": "500",
     "LOG_LEVEL": "DEBUG",
+    "RESULT_BACKEND": "rpc://",
+    "BEAT_INTERVAL": "5",
+    "FLOWER_PUBLIC_URL": "https://public.example/flower/",
 }
 CUSTOM_VALUES = {
     "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
@@ -33,6 +36,9 @@ CUSTOM_VALUES = {
     "task_counter_path": "/var/lib/demo/counter",
     "task_store_limit": 500,
     "log_level": "DEBUG",
+    "result_backend": "rpc://",
+    "beat_interval": 5,
+    "flower_public_url": "https://public.example/flower/",
 }
 
 

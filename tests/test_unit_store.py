@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method, Task
+from api.model import Method, StatusReport, Task
 from api.store import (
     TaskNumbers,
     TaskStore,
@@ -173,7 +173,7 @@ def test_get_of_an_unknown_task_raises_unknown_task(tmp_path: Path) -> None:
 
 def test_update_status_of_an_unknown_task_raises_unknown_task(tmp_path: Path) -> None:
     with pytest.raises(UnknownTask):
-        new_store(tmp_path).update_status(1, TaskStatus.IN_PROGRESS, "w")
+        new_store(tmp_path).update_status(StatusReport(1, TaskStatus.IN_PROGRESS, "w"))
 
 
 def test_in_progress_sets_worker_and_started_at(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_in_progress_sets_worker_and_started_at(tmp_path: Path) -> None:
     task = store.create(Method.RMQ, 1, fail=False)
     before = time.time()
 
-    updated = store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "consumer-1")
+    updated = store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "consumer-1"))
 
     assert updated is task
     assert task.status is TaskStatus.IN_PROGRESS
@@ -196,11 +196,11 @@ def test_in_progress_sets_worker_and_started_at(tmp_path: Path) -> None:
 def test_a_final_status_sets_finished_at_and_duration(tmp_path: Path, final: TaskStatus) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w1")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w1"))
     started_at = task.started_at
     before = time.time()
 
-    store.update_status(task.task_num, final, "w1")
+    store.update_status(StatusReport(task.task_num, final, "w1"))
 
     assert task.status is final
     assert task.started_at == started_at
@@ -214,7 +214,7 @@ def test_pending_may_become_done_directly(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.CELERY, 1, fail=False)
 
-    store.update_status(task.task_num, TaskStatus.DONE, "celery@host")
+    store.update_status(StatusReport(task.task_num, TaskStatus.DONE, "celery@host"))
 
     assert task.status is TaskStatus.DONE
     assert task.started_at is None
@@ -224,9 +224,9 @@ def test_pending_may_become_done_directly(tmp_path: Path) -> None:
 def test_a_redelivered_task_may_be_in_progress_again_on_another_worker(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w1")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w1"))
 
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w2")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w2"))
 
     assert task.status is TaskStatus.IN_PROGRESS
     assert task.worker_id == "w2"
@@ -239,13 +239,13 @@ def test_a_late_callback_never_changes_a_finished_task(
 ) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, final, "w1")
+    store.update_status(StatusReport(task.task_num, final, "w1"))
     snapshot = task.to_dict()
     changes: list[Task] = []
     store.add_listener(changes.append)
 
     with pytest.raises(TransitionNotAllowed) as info:
-        store.update_status(task.task_num, late, "w2")
+        store.update_status(StatusReport(task.task_num, late, "w2"))
 
     assert (info.value.current, info.value.new) == (final, late)
     assert str(info.value) == f"a {final} task cannot become {late}"
@@ -256,10 +256,10 @@ def test_a_late_callback_never_changes_a_finished_task(
 def test_in_progress_cannot_go_back_to_pending(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w1")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w1"))
 
     with pytest.raises(TransitionNotAllowed):
-        store.update_status(task.task_num, TaskStatus.PENDING, "w1")
+        store.update_status(StatusReport(task.task_num, TaskStatus.PENDING, "w1"))
 
     assert task.status is TaskStatus.IN_PROGRESS
 
@@ -294,7 +294,7 @@ def test_eviction_is_by_creation_order_not_by_last_update(tmp_path: Path) -> Non
     first = store.create(Method.RMQ, 1, fail=False)
     store.create(Method.RMQ, 1, fail=False)
     store.create(Method.RMQ, 1, fail=False)
-    store.update_status(first.task_num, TaskStatus.IN_PROGRESS, "w")
+    store.update_status(StatusReport(first.task_num, TaskStatus.IN_PROGRESS, "w"))
 
     store.create(Method.RMQ, 1, fail=False)
 
@@ -368,8 +368,8 @@ def test_listeners_are_called_on_create_and_update(tmp_path: Path) -> None:
     store.add_listener(lambda task: second.append((task.task_num, task.status)))
 
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w")
-    store.update_status(task.task_num, TaskStatus.DONE, "w")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w"))
+    store.update_status(StatusReport(task.task_num, TaskStatus.DONE, "w"))
 
     expected = [
         (1, TaskStatus.PENDING),
@@ -393,7 +393,7 @@ def test_listeners_see_the_task_already_stored(tmp_path: Path) -> None:
 def test_to_dict_carries_every_field_and_the_duration(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1.5, fail=False)
-    store.update_status(task.task_num, TaskStatus.ERROR, "w")
+    store.update_status(StatusReport(task.task_num, TaskStatus.ERROR, "w"))
 
     data = task.to_dict()
 
@@ -419,7 +419,7 @@ def test_a_random_walk_of_callbacks_never_leaves_a_final_status(
             before = task.status
             finished_at = task.finished_at
             try:
-                store.update_status(task.task_num, new, f"w{step}")
+                store.update_status(StatusReport(task.task_num, new, f"w{step}"))
             except TransitionNotAllowed:
                 assert not can_transition(before, new)
                 assert task.status is before
@@ -438,9 +438,9 @@ def test_a_random_walk_of_callbacks_never_leaves_a_final_status(
 def test_a_report_without_worker_id_keeps_the_worker_already_known(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "consumer@host:1")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "consumer@host:1"))
 
-    store.update_status(task.task_num, TaskStatus.ERROR)  # the course's own report
+    store.update_status(StatusReport(task.task_num, TaskStatus.ERROR))  # the course's own report
 
     assert (task.status, task.worker_id) == (TaskStatus.ERROR, "consumer@host:1")
 
@@ -448,15 +448,15 @@ def test_a_report_without_worker_id_keeps_the_worker_already_known(tmp_path: Pat
 def test_redeliveries_are_counted_and_told_to_listeners(tmp_path: Path) -> None:
     store = new_store(tmp_path)
     task = store.create(Method.RMQ, 1, fail=False)
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w1")
-    store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w2", redelivered=True)
-    store.update_status(task.task_num, TaskStatus.DONE, "w2")
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w1"))
+    store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w2", redelivered=True))
+    store.update_status(StatusReport(task.task_num, TaskStatus.DONE, "w2"))
     changes: list[int] = []
     store.add_listener(lambda changed: changes.append(changed.redeliveries))
 
     # The message of a finished task comes back: refused, but the page learns it came back.
     with pytest.raises(TransitionNotAllowed):
-        store.update_status(task.task_num, TaskStatus.IN_PROGRESS, "w3", redelivered=True)
+        store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w3", redelivered=True))
 
     assert (task.status, task.worker_id, task.redeliveries) == (TaskStatus.DONE, "w2", 2)
     assert changes == [2]
