@@ -33,6 +33,7 @@ def render_home(request: web.Request, status: int = 200, **context: Any) -> web.
         "long_seconds": LONG_REQUEST_SECONDS,
         "method_labels": METHOD_LABELS,
         "management_url": settings.rmq_management_public_url,
+        "flower_url": settings.flower_public_url,
         "form_values": {},
         "form_errors": {},
         "notice": None,

@@ -287,3 +287,35 @@ def test_screenshot_of_tasks_in_every_status(page: Page, api: ApiClient, consume
         page.screenshot(path=path, animations="disabled")
     # Leave the shared workers idle for the next test.
     api.wait_final([task["task_num"] for task in running])
+
+
+def test_a_celery_retry_counts_down_and_the_task_is_seen_through_celerys_eyes(
+    page: Page, api: ApiClient, celery_worker
+) -> None:
+    [task] = api.send("celery", timeout=0, fail=True)
+    status = row(page, task["task_num"]).locator("td").nth(2)
+    # Live, while the retry waits: which try comes next and in how many seconds.
+    expect(status).to_contain_text(re.compile(r"попытка 2 из 4, следующая через \d с"),
+                                   timeout=10 * SECOND)
+    row(page, task["task_num"]).get_by_role("button", name=str(task["task_num"])).click()
+    view = page.locator("#celery-view")
+    expect(view).to_be_visible()
+    expect(view.locator("[data-field=celery_state]")).to_have_text("RETRY", timeout=5 * SECOND)
+    # After the last retry: ERROR here, FAILURE in Celery, with the tries used.
+    expect(status).to_contain_text("после 4 попыток", timeout=30 * SECOND)
+    expect(view.locator("[data-field=celery_state]")).to_have_text("FAILURE", timeout=5 * SECOND)
+    expect(view.locator("[data-field=attempts]")).to_have_text("4 из 4")
+
+
+def test_the_workflow_form_runs_a_chain_shown_in_the_table(page: Page, celery_worker) -> None:
+    form = page.locator("form.workflow-form")
+    form.locator("select[name=kind]").select_option("chain")
+    form.locator("input[name=count]").fill("2")
+    form.locator("input[name=timeout]").fill("0.2")
+    form.get_by_role("button").click()
+    answer = form.locator(".form-answer")
+    expect(answer).to_have_text(re.compile(r"^цепочка: №\d+–\d+$"), timeout=10 * SECOND)
+    first, second = sent_numbers(answer.inner_text())
+    expect(row(page, second).locator("small.workflow")).to_have_text(f"цепочка · после №{first}")
+    for task_num in (first, second):
+        expect(row(page, task_num)).to_have_attribute("data-status", "DONE", timeout=20 * SECOND)

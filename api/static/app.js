@@ -124,10 +124,12 @@ class TaskTable {
   }
 
   row(task, fresh) {
-    const number = el("td", {}, String(task.task_num));
-    if (task.replay_of) {
-      number.append(" ", el("small", { class: "replay" }, `повтор №${task.replay_of}`));
-    }
+    // A Celery task's number opens "the task through Celery's eyes" below the table.
+    const number = el("td", {}, task.method === "celery"
+      ? el("button", { type: "button", class: "link", "data-celery-task": task.task_num },
+        String(task.task_num))
+      : String(task.task_num));
+    for (const mark of taskMarks(task)) number.append(" ", mark);
     const durationCell = el("td", {}, task.duration === null ? "—" : seconds(task.duration));
     if (task.status === "IN_PROGRESS") {
       durationCell.dataset.since = task.created_at; // ticked every second by main()
@@ -139,6 +141,9 @@ class TaskTable {
       status.append(" ", el("small", { class: "redelivered", title: REDELIVERED_TITLE },
         `доставлена повторно${times}`));
     }
+    const tries = triesNote(task);
+    if (tries) status.append(" ", tries);
+    if (task.note) status.append(" ", el("small", { class: "note" }, task.note));
     return el(
       "tr",
       { "data-task": task.task_num, "data-status": task.status, class: fresh ? "fresh" : null },
@@ -150,6 +155,44 @@ class TaskTable {
       durationCell,
     );
   }
+}
+
+const WORKFLOW_LABELS = { chain: "цепочка", group: "группа", chord: "аккорд" };
+
+/** Small labels beside a task's number: replay, Beat, its place in a Celery workflow. */
+function taskMarks(task) {
+  const marks = [];
+  if (task.replay_of) marks.push(el("small", { class: "replay" }, `повтор №${task.replay_of}`));
+  if (task.source === "beat") marks.push(el("small", { class: "beat" }, "по расписанию"));
+  if (task.workflow_kind) {
+    let text = WORKFLOW_LABELS[task.workflow_kind];
+    if (task.role === "summary") text += " · итог";
+    if (task.parent) text += ` · после №${task.parent}`;
+    marks.push(el("small", { class: "workflow", title: `workflow ${task.workflow_id}` }, text));
+  }
+  return marks;
+}
+
+/** Celery's retries: the countdown to the next try, or how many tries a task used. */
+function triesNote(task) {
+  if (task.next_try_at) {
+    const note = el("small", { class: "tries" });
+    note.dataset.nextTry = task.next_try_at;
+    note.dataset.attempt = task.attempts + 1;
+    note.dataset.of = task.max_attempts;
+    tickRetry(note);
+    return note;
+  }
+  if (task.status === "ERROR" && task.attempts > 1) {
+    return el("small", { class: "tries" }, `после ${task.attempts} попыток`);
+  }
+  return null;
+}
+
+function tickRetry(note) {
+  const left = Math.max(0, Number(note.dataset.nextTry) - Date.now() / 1000);
+  note.textContent =
+    `попытка ${note.dataset.attempt} из ${note.dataset.of}, следующая через ${left.toFixed(0)} с`;
 }
 
 /** Who reported on the task; the course's own workers send no worker_id. */
@@ -523,6 +566,71 @@ function askSyncWithFetch(form) {
   });
 }
 
+/** The workflow form: POST /api/workflows, the tasks then appear in the table. */
+function sendWorkflowWithFetch(form) {
+  const answer = form.querySelector(".form-answer");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const fields = form.elements;
+    const body = {
+      kind: fields.kind.value,
+      count: Number(fields.count.value),
+      timeout: fields.timeout.value,
+    };
+    if (fields.fail_member.value) body.fail_member = Number(fields.fail_member.value);
+    say(answer, "Отправляем…", "wait");
+    const { ok, data } = await fetchJson("/api/workflows", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!ok) {
+      say(answer, errorText(data), "error");
+      return;
+    }
+    say(answer, `${WORKFLOW_LABELS[body.kind]}: ${taskNumbers(data.tasks)}`);
+  });
+}
+
+// ------------------------------------------------------------------ a task through Celery's eyes
+
+/** Click a Celery task's number: its callback status beside Celery's own state, every second. */
+function watchCeleryTasks(rows, view) {
+  let watching = null;
+  rows.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-celery-task]");
+    if (!button) return;
+    watching = Number(button.dataset.celeryTask);
+    view.hidden = false;
+    view.scrollIntoView({ block: "nearest" });
+    show(watching);
+  });
+  async function show(taskNum) {
+    while (watching === taskNum) {
+      const { ok, data } = await fetchJson(`/api/tasks/${taskNum}`);
+      if (watching !== taskNum) return;
+      fillCeleryView(view, taskNum, ok ? data : null);
+      const settled = ok && ["DONE", "ERROR"].includes(data.status) &&
+        ["SUCCESS", "FAILURE"].includes(data.celery_state);
+      if (settled) return;
+      await sleep(1000);
+    }
+  }
+}
+
+function fillCeleryView(view, taskNum, task) {
+  view.querySelector("[data-field=task]").textContent = `№${taskNum}`;
+  const values = task ? {
+    status: task.status,
+    celery_state: task.celery_state ?? "недоступно",
+    celery_result: task.celery_result === null ? "—" : String(task.celery_result),
+    attempts: task.max_attempts ? `${task.attempts} из ${task.max_attempts}` : "—",
+  } : { status: "задача не найдена", celery_state: "—", celery_result: "—", attempts: "—" };
+  for (const [name, value] of Object.entries(values)) {
+    view.querySelector(`[data-field=${name}]`).textContent = value;
+  }
+}
+
 // ------------------------------------------------------------------ start
 
 function main() {
@@ -546,7 +654,12 @@ function main() {
   startHeartbeat(document.getElementById("heartbeat"));
   for (const form of document.querySelectorAll("form.task-form")) sendTasksWithFetch(form);
   for (const form of document.querySelectorAll("form.sync-form")) askSyncWithFetch(form);
-  setInterval(() => document.querySelectorAll("td[data-since]").forEach(tickDuration), 1000);
+  setInterval(() => {
+    document.querySelectorAll("td[data-since]").forEach(tickDuration);
+    document.querySelectorAll("[data-next-try]").forEach(tickRetry);
+  }, 1000);
+  sendWorkflowWithFetch(document.querySelector("form.workflow-form"));
+  watchCeleryTasks(document.getElementById("task-rows"), document.getElementById("celery-view"));
 }
 
 main();
