@@ -95,7 +95,9 @@ def _check_token(request: web.Request) -> None:
     token = request.config_dict[settings_key].callback_token
     if not token:
         return
-    given = request.headers.get("Authorization", "").encode()
+    # aiohttp keeps bytes that are not UTF-8 as surrogates; surrogateescape gives them back, so
+    # a header of any bytes is compared (and refused) instead of failing to encode.
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     # compare_digest takes the same time wherever the strings differ: no timing oracle.
     if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         raise json_error(

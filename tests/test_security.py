@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 
 import pytest
 
@@ -72,3 +74,31 @@ async def test_a_post_from_the_page_itself_is_accepted(client) -> None:
         "/api/tasks", json={"method": "rmq", "timeout": 0}, headers={"Origin": origin}
     )
     assert response.status == 202
+
+
+async def raw_post(guarded, path: str, headers: bytes, body: bytes) -> tuple[int, bytes]:
+    """A request written byte by byte: headers no HTTP client library would send."""
+    reader, writer = await asyncio.open_connection(guarded.server.host, guarded.server.port)
+    writer.write(
+        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\n" + headers
+        + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Bearer \xff\xfe", b"Bearer " + TOKEN.encode() + b"\xe9", b"\xc3\x28", b"Bearer",
+     b"Bearer  " + TOKEN.encode(), b"bearer " + TOKEN.encode(), b"Bearer " + b"x" * 4000],
+)
+async def test_a_malformed_authorization_header_is_401_not_500(guarded, authorization) -> None:
+    body = json.dumps({"task_num": 1, "task_status": "DONE", "worker_id": "w"}).encode()
+    status, answer = await raw_post(
+        guarded, "/update_task_status_api/", b"Authorization: " + authorization + b"\r\n", body
+    )
+    assert status == 401, answer
+    assert "Authorization" in json.loads(answer)["error"]
