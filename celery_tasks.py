@@ -10,7 +10,7 @@ from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
 from common import topology
-from common.messages import TaskMessage
+from common.messages import InvalidField, TaskMessage, parse_task_num
 from common.settings import Settings
 from common.statuses import TaskStatus
 from task_lifecycle import Ending, run_task
@@ -30,18 +30,23 @@ def reporter() -> StatusReporter:
 
 
 class ReportingTask(Task):
+    # The arguments are whatever the sender put in the message, checked or not: logged with
+    # %r, so that no value can start a line of its own in the log.
     def on_retry(self, exc, task_id, args, kwargs, einfo) -> None:
         log.warning(
-            "task %s: attempt %s failed (%s), retrying, worker=%s",
+            "task %r: attempt %s failed (%r), retrying, worker=%s",
             kwargs.get("task_num"), self.request.retries + 1, exc, reporter().worker_id,
         )
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called once the retries are used up (not after each attempt).
         task_num = kwargs.get("task_num")
-        log.error("task %s: failed for good (%s), worker=%s", task_num, exc, reporter().worker_id)
-        if task_num is not None:
-            reporter().report(task_num, TaskStatus.ERROR)
+        log.error("task %r: failed for good (%r), worker=%s", task_num, exc, reporter().worker_id)
+        try:
+            task_num = parse_task_num(task_num)
+        except InvalidField:
+            return  # no task of the API's: there is nobody to tell
+        reporter().report(task_num, TaskStatus.ERROR)
 
 
 @shared_task(

@@ -38,7 +38,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                                  headers=headers)
     except Exception:
         # Logged once here with the traceback; the client learns nothing about the internals.
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %r", request.method, request.path)
         raise json_error(web.HTTPInternalServerError, "internal error") from None
 
 
@@ -59,7 +59,7 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %r", request.method, request.path)
         return aiohttp_jinja2.render_template(
             "error.html", request, {"message": "Внутренняя ошибка сервера"}, status=500
         )
@@ -78,6 +78,6 @@ async def same_origin(request: web.Request, handler: Handler) -> web.StreamRespo
     origin = request.headers.get("Origin")
     cross_site = origin is not None and urlsplit(origin).netloc != request.host
     if request.method in UNSAFE_METHODS and cross_site:
-        log.warning("refused %s %s from origin %r", request.method, request.path, origin[:100])
+        log.warning("refused %s %r from origin %r", request.method, request.path, origin[:100])
         raise json_error(web.HTTPForbidden, "Origin: cross-site requests are not allowed")
     return await handler(request)

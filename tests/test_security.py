@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from urllib.parse import quote
 
 import pytest
 
 from api.app import create_app
+from celery_app import create_celery_app
+from common import topology
+from runner.polling import wait_for
 
 TOKEN = "s3cret-callback-token"
 
@@ -102,3 +106,32 @@ async def test_a_malformed_authorization_header_is_401_not_500(guarded, authoriz
     )
     assert status == 401, answer
     assert "Authorization" in json.loads(answer)["error"]
+
+
+# What a client tries to slip into a log: a line of its own, dated and leveled like ours.
+FORGED = "2099-01-01 00:00:00,000 ERROR forged: the admin password is hunter2"
+
+
+def test_no_client_can_write_a_line_of_its_own_into_the_logs(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    [worker] = own_services.start_workers("celery_worker", fresh_settings)
+    newline = quote("\n" + FORGED, safe="")
+    escape = quote("\x1b[2J", safe="")  # "clear the screen", for whoever tails the log
+    session = api.session
+    session.post(api.url(f"/api/tasks{newline}{escape}"), headers={"Origin": "http://evil.example"},
+                 json={"method": "rmq", "timeout": 0}, timeout=10)
+    session.get(api.url(f"/nothing{newline}{escape}"), timeout=10)
+    session.post(api.url("/update_task_status_api/"), timeout=10,
+                 json={"task_num": 1, "task_status": "DONE", "worker_id": f"w\n{FORGED}"})
+    # A Celery task sent around the API, as a shell could, with a task number that is text.
+    celery = create_celery_app(fresh_settings)
+    try:
+        celery.send_task(topology.PROCESS_TASK, kwargs={"task_num": f"1\n{FORGED}", "timeout": 0})
+    finally:
+        celery.close()
+    wait_for(lambda: "failed for good" in worker.log(), 20, what="the worker to refuse the task")
+    for service in (api.service, worker):
+        log = service.log()
+        forged = [line for line in log.splitlines() if line.startswith(FORGED)]
+        assert forged == [], f"{service.name} wrote a client's line: {forged}"
+        assert "\x1b" not in log
