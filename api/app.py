@@ -27,7 +27,7 @@ from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
 from api.management import ManagementClient
-from api.middlewares import json_errors, page_errors, same_origin, with_json_errors
+from api.middlewares import allowed_origins, json_errors, page_errors, with_json_errors
 from api.publisher import Publisher
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
@@ -105,7 +105,10 @@ def setup_routes(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[page_errors, same_origin], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[page_errors, allowed_origins(settings.allowed_host_names)],
+        client_max_size=MAX_BODY,
+    )
     app[settings_key] = settings
     app[store_key] = store = TaskStore(
         TaskNumbers(settings.task_counter_path), settings.task_store_limit

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from api.errors import json_error
 from common.messages import InvalidField
@@ -68,16 +68,40 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-@web.middleware
-async def same_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse a state-changing request that a browser sends from another site (CSRF).
+def allowed_origins(hosts: frozenset[str]) -> Middleware:
+    """Refuse a state-changing request that a browser sends from a page not served under one of
+    ``hosts`` (the ALLOWED_HOSTS setting): cross-site request forgery and DNS rebinding.
 
-    Browsers put an ``Origin`` header on every cross-site POST; curl, scripts and the workers
-    send none, so they are not affected.
+    Browsers put an ``Origin`` header on every POST; curl, scripts and the workers send none, so
+    they are not affected. The request's own ``Host`` proves nothing: a DNS-rebinding page sends
+    its own name in both. Any port is accepted: the API cannot know the port the browser sees
+    (Docker publishes it under another), and a port is no boundary between sites.
     """
-    origin = request.headers.get("Origin")
-    cross_site = origin is not None and urlsplit(origin).netloc != request.host
-    if request.method in UNSAFE_METHODS and cross_site:
-        log.warning("refused %s %r from origin %r", request.method, request.path, origin[:100])
-        raise json_error(web.HTTPForbidden, "Origin: cross-site requests are not allowed")
-    return await handler(request)
+
+    @web.middleware
+    async def allowed_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if request.method in UNSAFE_METHODS and origin is not None:
+            host = _host_of(origin)
+            if host not in hosts:
+                log.warning("refused %s %r from origin %r", request.method, request.path,
+                            origin[:100])
+                shown = (host or origin)[:100]
+                raise json_error(
+                    web.HTTPForbidden,
+                    f"Origin: the page's host {shown!r} is not in ALLOWED_HOSTS; add it to that"
+                    " setting of the API to send forms from a page served under this name",
+                    message_ru=f"Страница открыта по адресу {shown}, которого нет в настройке"
+                    " ALLOWED_HOSTS: добавьте его туда (переменная окружения сервиса api)",
+                )
+        return await handler(request)
+
+    return allowed_origin
+
+
+def _host_of(origin: str) -> str | None:
+    """The host name of an Origin header as urlsplit reads it, or None if it names none."""
+    try:
+        return urlsplit(origin).hostname
+    except ValueError:  # "http://[::1" and the like
+        return None

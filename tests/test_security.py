@@ -80,6 +80,53 @@ async def test_a_post_from_the_page_itself_is_accepted(client) -> None:
     assert response.status == 202
 
 
+async def test_a_dns_rebinding_page_is_refused_and_told_which_setting_to_change(client) -> None:
+    # evil.example resolves to the API's address: the browser sends that name as Host too.
+    site = f"evil.example:{client.server.port}"
+    response = await client.post("/api/tasks", json={"method": "rmq", "timeout": 0},
+                                 headers={"Host": site, "Origin": f"http://{site}"})
+    assert response.status == 403
+    error = await response.json()
+    assert "ALLOWED_HOSTS" in error["error"] and "ALLOWED_HOSTS" in error["message_ru"]
+    assert "evil.example" in error["error"]
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://localhost:8080", "http://LOCALHOST:1", "https://127.0.0.1", "http://[::1]:8081",
+     "http://api:8080"],
+)
+async def test_the_local_names_are_allowed_on_any_port(client, origin: str) -> None:
+    response = await client.post(
+        "/api/tasks", json={"method": "rmq", "timeout": 0}, headers={"Origin": origin}
+    )
+    assert response.status == 202, await response.text()
+
+
+@pytest.mark.parametrize(
+    "origin", ["null", "http://[::1", "http://localhost.evil.example", "http://127.0.0.2:8080", ""]
+)
+async def test_an_origin_that_names_no_allowed_host_is_refused(client, origin: str) -> None:
+    response = await client.post(
+        "/api/tasks", json={"method": "rmq", "timeout": 0}, headers={"Origin": origin}
+    )
+    assert response.status == 403
+
+
+async def test_a_teacher_on_a_lan_allows_the_machines_address(
+    aiohttp_client, settings, tmp_path
+) -> None:
+    lan = dataclasses.replace(settings, allowed_hosts="localhost,192.168.1.10,teacher.local",
+                              task_counter_path=str(tmp_path / "counter"))
+    client = await aiohttp_client(create_app(lan))
+    for origin, status in [("http://192.168.1.10:8080", 202), ("http://teacher.local:8080", 202),
+                           ("http://127.0.0.1:8080", 403)]:
+        response = await client.post(
+            "/api/tasks", json={"method": "rmq", "timeout": 0}, headers={"Origin": origin}
+        )
+        assert response.status == status, origin
+
+
 async def raw_post(guarded, path: str, headers: bytes, body: bytes) -> tuple[int, bytes]:
     """A request written byte by byte: headers no HTTP client library would send."""
     reader, writer = await asyncio.open_connection(guarded.server.host, guarded.server.port)

@@ -79,6 +79,8 @@ function errorText(data) {
   const label = FIELD_LABELS[data.field];
   // A bad field comes with a Russian message_ru; the page names the field as its form does.
   if (label && data.message_ru) return `${label}: ${data.message_ru}`;
+  // Other errors a person can act on (a refused Origin, a full store) say it in Russian too.
+  if (data.message_ru) return String(data.message_ru);
   return String(data.error || "неизвестная ошибка");
 }
 
