@@ -27,7 +27,13 @@ from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
 from api.management import ManagementClient
-from api.middlewares import allowed_origins, json_errors, page_errors, with_json_errors
+from api.middlewares import (
+    allowed_origins,
+    json_errors,
+    page_errors,
+    security_headers,
+    with_json_errors,
+)
 from api.publisher import Publisher
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
@@ -106,7 +112,7 @@ def setup_routes(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[page_errors, allowed_origins(settings.allowed_host_names)],
+        middlewares=[security_headers, page_errors, allowed_origins(settings.allowed_host_names)],
         client_max_size=MAX_BODY,
     )
     app[settings_key] = settings

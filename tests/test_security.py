@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 from urllib.parse import quote
 
 import pytest
@@ -182,3 +183,35 @@ def test_no_client_can_write_a_line_of_its_own_into_the_logs(fresh_settings, own
         forged = [line for line in log.splitlines() if line.startswith(FORGED)]
         assert forged == [], f"{service.name} wrote a client's line: {forged}"
         assert "\x1b" not in log
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/", 200), ("GET", "/api/tasks", 200), ("GET", "/nothing", 404),
+     ("GET", "/api/nothing", 404), ("GET", "/get_sync_data/?data_id=x", 400),
+     ("POST", "/api/tasks", 400), ("GET", "/healthz", 200)],
+)
+async def test_every_answer_carries_the_security_headers(client, method, path, status) -> None:
+    response = await client.request(method, path)
+    assert response.status == status
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_static_files_and_refused_origins_carry_them_too(client) -> None:
+    page = await (await client.get("/")).text()
+    [script] = re.findall(r'<script type="module" src="([^"]+)"', page)
+    for response in (await client.get(script),
+                     await client.post("/api/tasks", headers={"Origin": "http://evil.example"})):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Content-Security-Policy" in response.headers
+
+
+async def test_the_page_needs_nothing_the_policy_forbids(client) -> None:
+    # No inline script, style or event handler: the browser tests run under the policy, and a
+    # violation there is a console error that fails them.
+    page = await (await client.get("/")).text()
+    assert re.findall(r"<script(?![^>]*\bsrc=)", page) == []
+    assert re.findall(r"<style|\sstyle=|\son[a-z]+=|javascript:", page, flags=re.IGNORECASE) == []
