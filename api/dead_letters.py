@@ -22,6 +22,7 @@ from api.errors import BrokerUnavailable
 from api.management import ManagementClient
 from api.model import Method
 from api.publisher import Publisher
+from api.store import StoreFull
 from api.validation import TaskRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
@@ -71,11 +72,13 @@ class ReplayReport:
 
 
 class ReplayFailed(RuntimeError):
-    """The broker went away mid-replay; ``report`` says what was done before."""
+    """The replay stopped halfway (the broker went away, the store is full); ``report`` says
+    what was done before."""
 
-    def __init__(self, reason: str, report: ReplayReport) -> None:
+    def __init__(self, reason: str, report: ReplayReport, message_ru: str | None = None) -> None:
         super().__init__(reason)
         self.report = report
+        self.message_ru = message_ru
 
 
 def shown(body: bytes) -> str:
@@ -179,9 +182,12 @@ class DeadLetters:
                     log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
                 for message in kept:
                     await message.nack(requeue=True)
+        # Whatever was taken and not acked goes back to the queue when the channel closes.
+        except StoreFull as exc:
+            raise ReplayFailed(str(exc), report, exc.message_ru) from exc
         except (BrokerUnavailable, DispatchFailed, *AMQP_ERRORS) as exc:
-            # Whatever was taken and not acked goes back to the queue when the channel closes.
-            raise ReplayFailed(str(exc) or type(exc).__name__, report) from exc
+            reason = f"broker unavailable: {exc or type(exc).__name__}"
+            raise ReplayFailed(reason, report) from exc
         return report
 
     async def purge(self) -> int:

@@ -19,9 +19,18 @@ log = logging.getLogger(__name__)
 class DispatchFailed(RuntimeError):
     """The broker took none or only some of the tasks; ``sent`` lists those it took."""
 
-    def __init__(self, reason: str, sent: list[Task]) -> None:
+    def __init__(self, reason: str, sent: list[Task], asked: int) -> None:
         super().__init__(reason)
         self.sent = sent
+        self.asked = asked
+
+    @property
+    def message_ru(self) -> str:
+        """What the page says."""
+        if self.sent:
+            return (f"Брокер недоступен: отправлено {len(self.sent)} из {self.asked},"
+                    " остальные задачи не отправлены")
+        return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"
 
 
 class Dispatcher:
@@ -31,25 +40,28 @@ class Dispatcher:
         self._celery = celery
 
     async def submit(self, request: TaskRequest) -> list[Task]:
-        """Create ``request.count`` tasks and send each; the tasks as they were accepted."""
-        sent: list[Task] = []
-        for _ in range(request.count):
-            task = self._store.create(
-                request.method, request.timeout, request.fail, replay_of=request.replay_of
-            )
-            # The client is told about the task as it was accepted (PENDING): a fast worker may
-            # already have reported IN_PROGRESS by the time the broker confirms the publish.
-            accepted = dataclasses.replace(task)
+        """Create ``request.count`` tasks and send each; the tasks as they were accepted.
+
+        Raises StoreFull, before creating any, if the store has no room for them all.
+        """
+        # Stored all at once, with no await in between: no other request can take the room.
+        tasks = self._store.create_many(
+            request.count, request.method, request.timeout, request.fail, request.replay_of
+        )
+        # The client is told about each task as it was accepted (PENDING): a fast worker may
+        # already have reported IN_PROGRESS by the time the broker confirms the publish.
+        accepted = [dataclasses.replace(task) for task in tasks]
+        for index, task in enumerate(accepted):
             try:
-                await self._send(accepted, request.routing_key)
+                await self._send(task, request.routing_key)
             except BrokerUnavailable as exc:
-                # Not in any queue, so no worker will ever report on it: forget it rather than
-                # show a task stuck in PENDING forever.
-                self._store.discard(task.task_num)
+                # Not in any queue, so no worker will ever report on them: forget them rather
+                # than show tasks stuck in PENDING forever.
+                for unsent in accepted[index:]:
+                    self._store.discard(unsent.task_num)
                 log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
-                raise DispatchFailed(str(exc), sent) from exc
-            sent.append(accepted)
-        return sent
+                raise DispatchFailed(str(exc), accepted[:index], request.count) from exc
+        return accepted
 
     async def _send(self, task: Task, routing_key: str) -> None:
         message = TaskMessage(task.task_num, task.timeout, task.fail)

@@ -17,7 +17,7 @@ from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key
 from api.dispatch import DispatchFailed
 from api.errors import json_error
 from api.model import Method
-from api.store import TransitionNotAllowed, UnknownTask
+from api.store import StoreFull, TransitionNotAllowed, UnknownTask
 from api.validation import (
     decode_json_object,
     parse_blocking,
@@ -37,10 +37,15 @@ async def create_tasks(request: web.Request) -> web.Response:
     task_request = parse_task_request(decode_json_object(await request.read()))
     try:
         tasks = await request.config_dict[dispatcher_key].submit(task_request)
+    except StoreFull as exc:
+        raise json_error(
+            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, tasks=[]
+        ) from exc
     except DispatchFailed as exc:
         raise json_error(
             web.HTTPServiceUnavailable,
             f"broker unavailable: {exc}",
+            message_ru=exc.message_ru,
             tasks=[task.to_dict() for task in exc.sent],
         ) from exc
     return web.json_response({"tasks": [task.to_dict() for task in tasks]}, status=202)

@@ -143,7 +143,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         report = await request.config_dict[dead_letters_key].replay()
     except ReplayFailed as exc:
         raise json_error(
-            web.HTTPServiceUnavailable, f"broker unavailable: {exc}", **exc.report.to_dict()
+            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, **exc.report.to_dict()
         ) from exc
     return web.json_response(report.to_dict())
 

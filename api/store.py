@@ -1,7 +1,9 @@
 """The in-memory task store, as in the course, made safe for a long run.
 
-It is bounded (the oldest tasks are evicted) and its task numbers never repeat, not even across
-API restarts: a late message from an earlier run must not update a new task of the same number.
+It is bounded, and only finished tasks make room: the one that finished first is evicted first.
+A task somebody still waits for is never dropped; when every task in memory is unfinished, new
+ones are refused (:class:`StoreFull`) instead. Task numbers never repeat, not even across API
+restarts: a late message from an earlier run must not update a new task of the same number.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ class TransitionNotAllowed(ValueError):
         super().__init__(f"a {current} task cannot become {new}")
         self.current = current
         self.new = new
+
+
+class StoreFull(RuntimeError):
+    """There is no room for the tasks asked for without dropping one that is not finished."""
+
+    def __init__(self, room: int, asked: int, limit: int) -> None:
+        super().__init__(
+            f"store full: room for {room} more tasks, {asked} asked; the API keeps"
+            f" {limit} tasks in memory (TASK_STORE_LIMIT) and only finished ones make room"
+        )
+        self.message_ru = (
+            f"В памяти API нет места: можно добавить задач — {room}, а отправлено {asked}."
+            f" Все {limit} задач (TASK_STORE_LIMIT) ещё не завершены; дождитесь их"
+            " или очистите очередь"
+        )
 
 
 class TaskNumbers:
@@ -78,6 +95,8 @@ class TaskStore:
         self._numbers = numbers
         self._limit = limit
         self._tasks: OrderedDict[int, Task] = OrderedDict()
+        # Finished tasks in the order they finished: the first of them is the next to evict.
+        self._finished: OrderedDict[int, None] = OrderedDict()
         self._listeners: list[Callable[[Task], None]] = []
         self._discard_listeners: list[Callable[[int], None]] = []
 
@@ -99,9 +118,24 @@ class TaskStore:
         for listener in self._listeners:
             listener(task)
 
+    def room(self) -> int:
+        """How many tasks may be created now: free places, and finished tasks that may go."""
+        return self._limit - len(self._tasks) + len(self._finished)
+
+    def create_many(
+        self, count: int, method: Method, timeout: float, fail: bool, replay_of: int | None = None
+    ) -> list[Task]:
+        """``count`` new PENDING tasks; none at all (StoreFull) if there is no room for every one."""
+        room = self.room()
+        if room < count:
+            raise StoreFull(room, count, self._limit)
+        return [self.create(method, timeout, fail, replay_of) for _ in range(count)]
+
     def create(
         self, method: Method, timeout: float, fail: bool, replay_of: int | None = None
     ) -> Task:
+        if self.room() < 1:
+            raise StoreFull(0, 1, self._limit)
         task = Task(
             task_num=self._numbers.take(),
             method=method,
@@ -110,8 +144,9 @@ class TaskStore:
             replay_of=replay_of,
         )
         self._tasks[task.task_num] = task
-        while len(self._tasks) > self._limit:
-            self._tasks.popitem(last=False)
+        if len(self._tasks) > self._limit:
+            evicted, _ = self._finished.popitem(last=False)
+            del self._tasks[evicted]
         self._changed(task)
         return task
 
@@ -124,6 +159,7 @@ class TaskStore:
     def discard(self, task_num: int) -> None:
         """Forget a task that was never handed to a broker: nobody will ever report on it."""
         if self._tasks.pop(task_num, None) is not None:
+            self._finished.pop(task_num, None)
             for listener in self._discard_listeners:
                 listener(task_num)
 
@@ -157,6 +193,7 @@ class TaskStore:
             task.started_at = now
         elif status.is_final:
             task.finished_at = now
+            self._finished[task_num] = None
         self._changed(task)
         return task
 

@@ -442,3 +442,22 @@ def test_a_message_in_the_course_format_is_consumed(api: ApiClient, consumer, se
     wait_for(lambda: "task 987654: skipped (unknown task)" in consumer.log(), 10,
              what="the consumer to take the course's message")
     assert dead_letter_count(settings) == 0
+
+
+async def test_a_replay_into_a_full_store_stops_and_leaves_the_dead_letters(
+    aiohttp_client, fresh_settings
+) -> None:
+    client = await aiohttp_client(create_app(dataclasses.replace(fresh_settings,
+                                                                 task_store_limit=10)))
+    answer = await client.post("/api/tasks", json={"method": "rmq", "timeout": 0, "count": 10})
+    assert answer.status == 202, await answer.text()
+    dead = json.dumps({"task_num": 5, "timeout": 0, "fail": True}).encode()
+    publish_raw(fresh_settings.rmq_url, "", topology.DEAD_LETTER_QUEUE, dead, count=2)
+
+    replay = await client.post("/api/dead-letters/replay")
+
+    assert replay.status == 503
+    report = await replay.json()
+    assert "store full" in report["error"] and report["message_ru"]
+    assert report["replayed_count"] == 0
+    assert dead_letter_count(fresh_settings) == 2

@@ -474,7 +474,7 @@ function sendTasksWithFetch(form) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     say(answer, "Отправляем…", "wait");
-    const { ok, status, data } = await fetchJson("/api/tasks", {
+    const { ok, data } = await fetchJson("/api/tasks", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -484,8 +484,8 @@ function sendTasksWithFetch(form) {
       say(answer, `Отправлено через ${METHOD_LABELS[method]}: ${taskNumbers(data.tasks)}`);
       return;
     }
-    const unavailable = status === 503 ? "Брокер недоступен, задачи не отправлены: " : "";
-    say(answer, unavailable + errorText(data), "error");
+    // A 503 (the broker is down, or the store is full) says why in Russian, like a bad field.
+    say(answer, errorText(data), "error");
     const input = fields[FORM_FIELDS[data.field] || data.field];
     if (input) {
       input.setAttribute("aria-invalid", "true");
