@@ -89,6 +89,7 @@ def create_json_api() -> web.Application:
     router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
     router.add_get("/events", live.task_events, name="events")
     router.add_get("/queues", live.queues, name="queues")
+    router.add_post("/queues/{queue}/purge", live.purge_queue, name="purge_queue")
     router.add_get("/dead-letters", live.list_dead_letters, name="dead_letters")
     router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay")
     router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge")

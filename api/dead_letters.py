@@ -14,14 +14,13 @@ import dataclasses
 import logging
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from api.dispatch import Dispatcher, DispatchFailed
 from api.errors import BrokerUnavailable
 from api.management import ManagementClient
 from api.model import Method
-from api.publisher import Publisher
+from api.publisher import AMQP_ERRORS, Publisher
 from api.store import StoreFull
 from api.validation import TaskRequest
 from common import topology
@@ -32,7 +31,6 @@ log = logging.getLogger(__name__)
 SHOWN_BODY = 300  # characters of a body the panel shows
 MAX_REPLAY = 1000  # messages one replay takes, so that a click always ends
 GET_TIMEOUT = 5.0
-AMQP_ERRORS = (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,13 +190,4 @@ class DeadLetters:
 
     async def purge(self) -> int:
         """Delete every message in the dead-letter queue; return how many there were."""
-        try:
-            async with self._publisher.channel() as channel:
-                queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
-                result = await queue.purge()
-        except BrokerUnavailable:
-            raise
-        except AMQP_ERRORS as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
-        log.info("dead-letter queue purged: %s messages", result.message_count)
-        return result.message_count
+        return await self._publisher.purge(topology.DEAD_LETTER_QUEUE)

@@ -11,6 +11,7 @@ from api.model import Method, Task
 from api.publisher import Publisher
 from api.store import TaskStore
 from api.validation import TaskRequest
+from common import topology
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ class DispatchFailed(RuntimeError):
             return (f"Брокер недоступен: отправлено {len(self.sent)} из {self.asked},"
                     " остальные задачи не отправлены")
         return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"
+
+
+# The queue each method's tasks wait in for a worker.
+QUEUE_OF = {Method.RMQ: topology.QUEUE, Method.CELERY: topology.CELERY_QUEUE}
 
 
 class Dispatcher:
@@ -62,6 +67,19 @@ class Dispatcher:
                 log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
                 raise DispatchFailed(str(exc), accepted[:index], request.count) from exc
         return accepted
+
+    async def purge(self, method: Method) -> tuple[int, int]:
+        """Empty the queue of ``method``'s workers and forget the tasks that waited in it:
+        (messages purged, tasks forgotten). The teacher's reset; running tasks go on.
+
+        A task published while the purge runs may be forgotten with its message still queued:
+        its worker then finds it unknown and skips it, as after an API restart.
+        """
+        purged = await self._publisher.purge(QUEUE_OF[method])
+        discarded = self._store.discard_waiting(method)
+        log.info("%s queue purged: %s messages, %s waiting tasks forgotten",
+                 method, purged, discarded)
+        return purged, discarded
 
     async def _send(self, task: Task, routing_key: str) -> None:
         message = TaskMessage(task.task_num, task.timeout, task.fail)

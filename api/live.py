@@ -13,6 +13,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from api.app_keys import (
     dead_letters_key,
+    dispatcher_key,
     events_key,
     management_key,
     publisher_key,
@@ -21,6 +22,7 @@ from api.app_keys import (
     workers_key,
 )
 from api.dead_letters import ReplayFailed
+from api.dispatch import QUEUE_OF
 from api.errors import BrokerUnavailable, json_error
 from api.events import Subscription, TaskEvent
 from api.management import ManagementUnavailable
@@ -35,6 +37,8 @@ RECONNECT_MS = 1000  # how soon a browser retries after the stream broke (its de
 IDLE_CHECK = 5.0  # seconds without changes after which a stream checks its page is still there
 SHOWN_QUEUES = (topology.QUEUE, topology.DEAD_LETTER_QUEUE, topology.CELERY_QUEUE)
 MAX_PEEK = 50
+# The queues the page may empty, and whose waiting tasks go with them.
+PURGEABLE = {queue: method for method, queue in QUEUE_OF.items()}
 
 
 async def task_events(request: web.Request) -> web.StreamResponse:
@@ -105,9 +109,12 @@ async def queues(request: web.Request) -> web.Response:
     except ManagementUnavailable as exc:
         unacked, answer["statistics_error"] = {}, str(exc)
     rows = []
+    router = request.app.router
     for name, count in counts.items():
         row: dict[str, Any] = {"name": name, "exists": count is not None,
                                "url": _queue_page(settings, name)}
+        if name in PURGEABLE:
+            row["purge_url"] = str(router["purge_queue"].url_for(queue=name))
         if count is not None:
             ready, consumers = count
             row |= {"messages_ready": ready, "consumers": consumers,
@@ -120,6 +127,22 @@ def _queue_page(settings: Settings, queue: str) -> str:
     """The queue's page in the management UI, for the user's browser."""
     base = settings.rmq_management_public_url.rstrip("/")
     return f"{base}/#/queues/{quote(settings.rmq_vhost, safe='')}/{quote(queue, safe='')}"
+
+
+async def purge_queue(request: web.Request) -> web.Response:
+    """``POST /api/queues/{queue}/purge``: empty ``test_direct`` or ``celery`` and forget the
+    tasks that waited there. The teacher's reset after a flood of work."""
+    method = PURGEABLE.get(request.match_info["queue"])
+    if method is None:
+        queues = " and ".join(PURGEABLE)
+        raise json_error(web.HTTPNotFound, f"only {queues} can be purged here"
+                         " (the dead letters: POST /api/dead-letters/purge)")
+    try:
+        purged, discarded = await request.config_dict[dispatcher_key].purge(method)
+    except BrokerUnavailable as exc:
+        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    return web.json_response({"queue": QUEUE_OF[method], "purged": purged,
+                              "discarded": discarded})
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:

@@ -163,8 +163,19 @@ class TaskStore:
             for listener in self._discard_listeners:
                 listener(task_num)
 
+    def discard_waiting(self, method: Method) -> int:
+        """Forget every PENDING task of ``method``: its queue was purged, no worker will report
+        on it. How many there were."""
+        waiting = [task.task_num for task in self._tasks.values()
+                   if task.method is method and task.status is TaskStatus.PENDING]
+        for task_num in waiting:
+            self.discard(task_num)
+        return len(waiting)
+
     def set_celery_id(self, task_num: int, celery_id: str) -> None:
-        self.get(task_num).celery_id = celery_id
+        # A task purged while Celery was still taking it is gone already: nothing to note.
+        if (task := self._tasks.get(task_num)) is not None:
+            task.celery_id = celery_id
 
     def update_status(
         self,

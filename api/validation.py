@@ -18,6 +18,9 @@ from common.messages import (
 from common.statuses import TaskStatus
 
 MAX_BATCH = 1000  # tasks one request may create
+# Seconds of work one request may queue in all (count × timeout): an hour. Two requests of
+# 1000 tasks of an hour each would keep the class's six worker slots busy for two weeks.
+MAX_WORK = 3600.0
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
 
@@ -110,13 +113,13 @@ def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
         raise InvalidField("method", "is missing", "не указано")
     if "timeout" not in data:
         raise InvalidField("timeout", "is missing", "не указано")
-    return TaskRequest(
+    return _bounded(TaskRequest(
         method=parse_method(data["method"]),
         timeout=parse_timeout(data["timeout"]),
         count=parse_count(data.get("count", 1)),
         fail=parse_flag(data.get("fail", False)),
         routing_key=parse_routing_key(data.get("routing_key", "")),
-    )
+    ))
 
 
 def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
@@ -124,13 +127,27 @@ def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
     raw_timeout = form.get("processing_timeout", "")
     if not raw_timeout.strip():
         raise InvalidField("processing_timeout", "is empty", "не заполнено")
-    return TaskRequest(
+    return _bounded(TaskRequest(
         method=method,
         timeout=parse_timeout(raw_timeout, "processing_timeout"),
         count=parse_count(form.get("count", "1") or "1"),
         fail="fail" in form,
         routing_key=parse_routing_key(form.get("routing_key", "")),
-    )
+    ))
+
+
+def _bounded(request: TaskRequest) -> TaskRequest:
+    """The request, if its total work is within MAX_WORK; the count is what a user lowers."""
+    total = request.count * request.timeout
+    if total > MAX_WORK:
+        raise InvalidField(
+            "count",
+            f"count × timeout must be at most {MAX_WORK:g} seconds of work per request (MAX_WORK),"
+            f" got {total:g}",
+            f"количество × время обработки — не больше {MAX_WORK:g} секунд работы на запрос,"
+            f" а здесь {total:g}",
+        )
+    return request
 
 
 def parse_data_id(raw: str | None) -> int:

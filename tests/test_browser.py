@@ -11,6 +11,7 @@ the picture of the page that the README shows (alone, so that the table holds on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -52,7 +53,14 @@ def console_errors() -> list[str]:
 @pytest.fixture
 def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterator[Page]:
     """The home page, live (its event stream connected), failing the test on any console error."""
-    context = browser.new_context(base_url=api.base_url, viewport={"width": 1400, "height": 1000})
+    with live_page(browser, api.base_url, console_errors) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def live_page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
+    """The home page of the demo at ``base_url``, live; fails on any console error."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.on("console",
             lambda message: message.type == "error" and console_errors.append(message.text))
@@ -146,6 +154,29 @@ def test_failed_task_is_replayed_from_the_dead_letter_panel(page: Page, consumer
     expect(row(page, replay_num)).to_have_attribute("data-status", "DONE", timeout=20 * SECOND)
     expect(row(page, replay_num).locator("small.replay")).to_have_text(f"повтор №{doomed}")
     expect(dead).to_have_count(0, timeout=10 * SECOND)
+
+
+def test_the_queues_panel_purges_a_work_queue_once_confirmed(
+    browser: Browser, fresh_settings, own_services, console_errors: list[str]
+) -> None:
+    api = own_services.start_api(fresh_settings)  # no workers: the tasks wait in test_direct
+    numbers = [task["task_num"] for task in api.send("rmq", timeout=3, count=5)]
+    with live_page(browser, api.base_url, console_errors) as page:
+        for number in numbers:
+            expect(row(page, number)).to_have_attribute("data-status", "PENDING")
+        purge_button = page.locator(f'#queue-rows tr[data-queue="{topology.QUEUE}"] button')
+        questions: list[str] = []
+        page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+        purge_button.click(timeout=10 * SECOND)  # the panel shows it once the 5 are counted
+        assert topology.QUEUE in questions[0]
+        expect(row(page, numbers[0])).to_have_count(1)  # cancelled: nothing happened
+        page.once("dialog", lambda dialog: dialog.accept())
+        purge_button.click()
+        expect(page.locator("#queues-answer")).to_have_text(
+            f"Очередь {topology.QUEUE}: удалено сообщений — 5, задач убрано из таблицы — 5.")
+        for number in numbers:
+            expect(row(page, number)).to_have_count(0)
+        expect(purge_button).to_have_count(0, timeout=5 * SECOND)  # nothing left to purge
 
 
 def test_forms_work_without_javascript(browser: Browser, api: ApiClient, consumer) -> None:

@@ -273,7 +273,8 @@ async def test_a_queue_not_declared_yet_is_shown_as_missing(aiohttp_client, fres
         assert time.monotonic() < deadline, "the publisher never connected"
         await asyncio.sleep(0.2)
     # The API declares the demo's own queues; Celery's appears with the first Celery worker.
-    assert row == {"name": topology.CELERY_QUEUE, "exists": False, "url": row["url"]}
+    assert row == {"name": topology.CELERY_QUEUE, "exists": False, "url": row["url"],
+                   "purge_url": f"/api/queues/{topology.CELERY_QUEUE}/purge"}
 
 
 async def test_without_the_management_api_the_panels_say_so(aiohttp_client, settings, tmp_path):
@@ -361,7 +362,8 @@ async def client_without_broker(aiohttp_client, settings, tmp_path):
 
 
 async def test_replay_and_purge_without_a_broker_answer_503(client_without_broker) -> None:
-    for path in ("/api/dead-letters/replay", "/api/dead-letters/purge"):
+    for path in ("/api/dead-letters/replay", "/api/dead-letters/purge",
+                 f"/api/queues/{topology.QUEUE}/purge"):
         answer = await client_without_broker.post(path)
         assert answer.status == 503
         assert "broker unavailable" in (await answer.json())["error"]
@@ -461,3 +463,51 @@ async def test_a_replay_into_a_full_store_stops_and_leaves_the_dead_letters(
     assert "store full" in report["error"] and report["message_ru"]
     assert report["replayed_count"] == 0
     assert dead_letter_count(fresh_settings) == 2
+
+
+# ---------------------------------------------------------------- the teacher's reset
+
+
+async def test_the_work_queues_can_be_purged_and_their_waiting_tasks_go(
+    aiohttp_client, fresh_settings
+) -> None:
+    # A demo of its own with no workers: every task waits in its queue.
+    client = await aiohttp_client(create_app(fresh_settings))
+
+    async def send(method: str, count: int) -> list[dict]:
+        answer = await client.post("/api/tasks",
+                                   json={"method": method, "timeout": 3.6, "count": count})
+        assert answer.status == 202, await answer.text()
+        return (await answer.json())["tasks"]
+
+    rmq, celery = await send("rmq", 3), await send("celery", 2)
+    running = rmq.pop()  # a worker has it already: the purge leaves it alone
+    body = {"task_num": running["task_num"], "task_status": "IN_PROGRESS", "worker_id": "w@h:1"}
+    assert (await client.post("/update_task_status_api/", json=body)).status == 200
+
+    queues = {q["name"]: q for q in (await (await client.get("/api/queues")).json())["queues"]}
+    assert queues[topology.DEAD_LETTER_QUEUE].get("purge_url") is None  # its panel has a button
+    for queue, tasks in ((topology.QUEUE, rmq), (topology.CELERY_QUEUE, celery)):
+        answer = await client.post(queues[queue]["purge_url"])
+        assert answer.status == 200, await answer.text()
+        assert await answer.json() == {"queue": queue, "purged": 3 if tasks is rmq else 2,
+                                       "discarded": len(tasks)}
+        assert queue_state(fresh_settings.rmq_url, queue)[0] == 0
+        for task in tasks:
+            assert (await client.get(f"/api/tasks/{task['task_num']}")).status == 404
+    assert (await (await client.get(f"/api/tasks/{running['task_num']}")).json())["status"] == \
+        "IN_PROGRESS"
+
+    for name in (topology.DEAD_LETTER_QUEUE, "amq.rabbitmq.trace", "x" * 300):
+        answer = await client.post(f"/api/queues/{name}/purge")
+        assert answer.status == 404 and "error" in await answer.json()
+
+
+async def test_purging_a_queue_that_is_not_declared_yet_finds_nothing(
+    aiohttp_client, fresh_settings
+) -> None:
+    client = await aiohttp_client(create_app(fresh_settings))
+    # The API declares test_direct; Celery's queue appears with the first task or worker.
+    answer = await client.post(f"/api/queues/{topology.CELERY_QUEUE}/purge")
+    assert answer.status == 200, await answer.text()
+    assert await answer.json() == {"queue": topology.CELERY_QUEUE, "purged": 0, "discarded": 0}

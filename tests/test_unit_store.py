@@ -272,8 +272,22 @@ def test_set_celery_id(tmp_path: Path) -> None:
     store.set_celery_id(task.task_num, "abc-123")
 
     assert task.celery_id == "abc-123"
-    with pytest.raises(UnknownTask):
-        store.set_celery_id(99, "x")
+    store.set_celery_id(99, "x")  # purged meanwhile: nothing to note, nothing to fail
+
+
+def test_discard_waiting_forgets_only_the_pending_tasks_of_one_method(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    waiting = [store.create(Method.RMQ, 1, fail=False) for _ in range(3)]
+    running = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(running.task_num, TaskStatus.IN_PROGRESS, "w")
+    celery = store.create(Method.CELERY, 1, fail=False)
+    forgotten: list[int] = []
+    store.add_discard_listener(forgotten.append)
+
+    assert store.discard_waiting(Method.RMQ) == 3
+
+    assert forgotten == [task.task_num for task in waiting]
+    assert {task.task_num for task in store.recent()} == {running.task_num, celery.task_num}
 
 
 def finished(store: TaskStore, count: int) -> list[Task]:

@@ -243,7 +243,7 @@ function queueRow(queue, statisticsError) {
       "tr",
       { "data-queue": queue.name },
       name,
-      el("td", { colspan: 3, class: "empty" }, "ещё не создана"),
+      el("td", { colspan: 4, class: "empty" }, "ещё не создана"),
     );
   }
   const number = (value) => el("td", { class: "number" }, value === null ? "…" : String(value));
@@ -257,7 +257,35 @@ function queueRow(queue, statisticsError) {
     number(queue.messages_ready),
     unacked,
     number(queue.consumers),
+    el("td", {}, queue.purge_url && queue.messages_ready
+      ? el("button", { type: "button", class: "danger small", "data-purge": queue.purge_url,
+        "data-name": queue.name, title: "Удалить сообщения, которые ждут в очереди" },
+      "Очистить")
+      : null),
   );
+}
+
+/** The queues panel's "Очистить": empty test_direct or celery, after the user confirms it. */
+function purgeOnClick(rows, answer) {
+  rows.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-purge]");
+    if (!button) return;
+    const name = button.dataset.name;
+    const question = `Удалить все сообщения, которые ждут в очереди ${name}? ` +
+      "Их задачи пропадут из таблицы; задачи, которые уже выполняются, продолжатся.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    say(answer, `Очищаем ${name}…`, "wait");
+    const { ok, data } = await fetchJson(button.dataset.purge, { method: "POST" });
+    say(
+      answer,
+      ok
+        ? `Очередь ${data.queue}: удалено сообщений — ${data.purged}, ` +
+            `задач убрано из таблицы — ${data.discarded}.`
+        : `Не получилось: ${errorText(data)}`,
+      ok ? "ok" : "error",
+    );
+  });
 }
 
 function renderQueues(rows, errorBox, data) {
@@ -544,6 +572,7 @@ function main() {
     document.getElementById("queues-error"),
     deadLetters,
   );
+  purgeOnClick(document.getElementById("queue-rows"), document.getElementById("queues-answer"));
   deadLetters.refresh();
   startHeartbeat(document.getElementById("heartbeat"));
   for (const form of document.querySelectorAll("form.task-form")) sendTasksWithFetch(form);
