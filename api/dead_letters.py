@@ -81,8 +81,11 @@ class ReplayFailed(RuntimeError):
 
 def shown(body: bytes) -> str:
     """A body as the panel shows it: text, cut short, undecodable bytes replaced."""
-    text = body.decode("utf-8", errors="replace")
-    return text if len(text) <= SHOWN_BODY else text[:SHOWN_BODY] + "…"
+    head = body[: SHOWN_BODY * 4]  # enough bytes for SHOWN_BODY characters: no more is decoded
+    text = head.decode("utf-8", errors="replace")
+    if len(text) <= SHOWN_BODY and len(head) == len(body):
+        return text
+    return text[:SHOWN_BODY] + "…"
 
 
 def problem_with(body: bytes) -> str | None:
@@ -157,7 +160,10 @@ class DeadLetters:
         confirmed the new message, so a crash in between replays it twice rather than never.
         """
         report = ReplayReport()
-        kept: list[AbstractIncomingMessage] = []
+        # Messages that are no task stay unacked until the end, so that the loop does not get
+        # them again; only the last one is held here (a body may be megabytes): one nack with
+        # ``multiple`` puts it and every one before it back (the task messages are acked).
+        last_kept: AbstractIncomingMessage | None = None
         try:
             async with self._publisher.channel() as channel:
                 queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
@@ -168,8 +174,7 @@ class DeadLetters:
                     try:
                         dead = TaskMessage.from_json(message.body)
                     except InvalidField as exc:
-                        # Held unacked, so the loop does not get it again; requeued below.
-                        kept.append(message)
+                        last_kept = message
                         report.kept.append({"body": shown(message.body), "problem": str(exc)})
                         continue
                     [task] = await self._dispatcher.submit(
@@ -178,8 +183,8 @@ class DeadLetters:
                     await message.ack()
                     report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
                     log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
-                for message in kept:
-                    await message.nack(requeue=True)
+                if last_kept is not None:
+                    await last_kept.nack(multiple=True, requeue=True)
         # Whatever was taken and not acked goes back to the queue when the channel closes.
         except StoreFull as exc:
             raise ReplayFailed(str(exc), report, exc.message_ru) from exc

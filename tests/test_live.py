@@ -10,8 +10,10 @@ import asyncio
 import base64
 import dataclasses
 import json
+import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,7 +22,7 @@ import pytest
 import requests
 
 from api.app import create_app
-from api.dead_letters import describe
+from api.dead_letters import describe, shown
 from api.events import TaskEvents
 from api.model import Method, Task
 from api.workers import WorkerBoard
@@ -152,6 +154,15 @@ def test_a_dead_letter_says_why_it_died_and_whether_it_is_a_task() -> None:
     forged = describe({"payload": "{}", "payload_encoding": "string", "payload_bytes": 2,
                        "properties": {"headers": {"x-death": [{"count": "many", "time": "now"}]}}})
     assert forged.death.count == 1 and forged.death.time is None
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [(b"short", "short"), ("ж".encode() * 300, "ж" * 300), ("ж".encode() * 301, "ж" * 300 + "…"),
+     (b"x" * 5_000_000, "x" * 300 + "…"), (b"\xff" * 2000, "\ufffd" * 300 + "…")],
+)
+def test_a_dead_letter_body_is_shown_cut_short(body: bytes, text: str) -> None:
+    assert shown(body) == text
 
 
 # ---------------------------------------------------------------- the event stream, end to end
@@ -511,3 +522,27 @@ async def test_purging_a_queue_that_is_not_declared_yet_finds_nothing(
     answer = await client.post(f"/api/queues/{topology.CELERY_QUEUE}/purge")
     assert answer.status == 200, await answer.text()
     assert await answer.json() == {"queue": topology.CELERY_QUEUE, "purged": 0, "discarded": 0}
+
+
+def peak_memory_mib(pid: int) -> float:
+    """The most memory the process has held at once so far (VmHWM), in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024
+
+
+def test_a_replay_reads_big_non_task_letters_one_at_a_time(fresh_settings, own_services) -> None:
+    api = own_services.start_api(fresh_settings)
+    count, size = 30, 5 * 1024 * 1024  # 150 MiB of bodies that are no task messages
+    publish_raw(fresh_settings.rmq_url, "", topology.DEAD_LETTER_QUEUE, b"x" * size, count=count)
+    before = peak_memory_mib(api.service.pid)
+
+    replay = api.session.post(api.url("/api/dead-letters/replay"), timeout=120)
+
+    assert replay.status_code == 200, replay.text
+    report = replay.json()
+    assert (report["replayed_count"], report["kept_count"]) == (0, count)
+    assert all(len(kept["body"]) <= 301 for kept in report["kept"])
+    assert dead_letter_count(fresh_settings) == count  # all left in the queue
+    grown = peak_memory_mib(api.service.pid) - before
+    # Held all at once, the bodies alone would be 150 MiB; one at a time, a few of them.
+    assert grown < 60, f"the API's peak memory grew by {grown:.0f} MiB during the replay"
