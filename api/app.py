@@ -129,8 +129,8 @@ def create_app(settings: Settings) -> web.Application:
     app[dispatcher_key] = dispatcher = Dispatcher(store, publisher, celery)
     app[management_key] = management = ManagementClient(settings)
     app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
-    app[events_key] = events = TaskEvents()
     app[workers_key] = board = WorkerBoard()
+    app[events_key] = events = TaskEvents(board, settings.live_stream_limit)
     # The live page learns of every change from the store itself, whoever made it.
     store.add_listener(events.publish)
     store.add_listener(board.update)

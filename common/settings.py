@@ -48,6 +48,9 @@ class Settings:
     # Task numbers never repeat across API restarts: the allocator keeps its high-water mark here.
     task_counter_path: str = _env("TASK_COUNTER_PATH", default=".state/task_counter")
     task_store_limit: int = _env("TASK_STORE_LIMIT", default=10_000)
+    # Live pages (event streams) open at once: a class with a few tabs each fits; one more is
+    # refused with a 503 and the page says why.
+    live_stream_limit: int = _env("LIVE_STREAM_LIMIT", default=100)
     # The host names a browser may show the page under and still send forms (the Origin check
     # against CSRF and DNS rebinding): the local names and the compose service name. A teacher
     # who serves the demo on a LAN adds the machine's address or name.
@@ -143,7 +146,11 @@ def mask_password(url: str) -> str:
 # A DNS name or IPv4 address, or an IPv6 address in brackets: what a URL has between // and :port.
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 _HTTP_URLS = ("callback_url", "rmq_management_url", "rmq_management_public_url")
-_INT_RANGES = {"api_port": (1, 65535), "task_store_limit": (10, 10**7)}
+_INT_RANGES = {
+    "api_port": (1, 65535),
+    "task_store_limit": (10, 10**7),
+    "live_stream_limit": (1, 10_000),
+}
 
 
 def _int(name: str, raw: str, minimum: int, maximum: int) -> int:

@@ -12,12 +12,14 @@ the picture of the page that the README shows (alone, so that the table holds on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
 from collections.abc import Iterator
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from common import topology
@@ -58,16 +60,19 @@ def page(browser: Browser, api: ApiClient, console_errors: list[str]) -> Iterato
 
 
 @contextlib.contextmanager
-def live_page(browser: Browser, base_url: str, console_errors: list[str]) -> Iterator[Page]:
-    """The home page of the demo at ``base_url``, live; fails on any console error."""
+def live_page(
+    browser: Browser, base_url: str, console_errors: list[str], stream_state: str = "live"
+) -> Iterator[Page]:
+    """The home page of the demo at ``base_url``, its event stream in ``stream_state`` (live);
+    fails on any console error."""
     context = browser.new_context(base_url=base_url, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.on("console",
             lambda message: message.type == "error" and console_errors.append(message.text))
     page.on("pageerror", lambda error: console_errors.append(f"uncaught: {error}"))
     page.goto("/")
-    stream_state = page.locator("#stream-state")
-    expect(stream_state).to_have_attribute("data-state", "live", timeout=10 * SECOND)
+    expect(page.locator("#stream-state")).to_have_attribute("data-state", stream_state,
+                                                           timeout=10 * SECOND)
     # Survives only as long as the document does: proof that nothing below reloads the page.
     page.evaluate("window.sameDocument = true")
     yield page
@@ -177,6 +182,20 @@ def test_the_queues_panel_purges_a_work_queue_once_confirmed(
         for number in numbers:
             expect(row(page, number)).to_have_count(0)
         expect(purge_button).to_have_count(0, timeout=5 * SECOND)  # nothing left to purge
+
+
+def test_a_page_over_the_stream_limit_says_so_instead_of_spinning(
+    browser: Browser, fresh_settings, own_services, console_errors: list[str]
+) -> None:
+    api = own_services.start_api(dataclasses.replace(fresh_settings, live_stream_limit=1))
+    with requests.get(api.url("/api/events"), stream=True, timeout=10) as first_tab:
+        assert next(first_tab.iter_lines()) == b"event: snapshot"
+        with live_page(browser, api.base_url, console_errors, stream_state="refused") as page:
+            state = page.locator("#stream-state")
+            expect(state).to_contain_text("Слишком много открытых вкладок")
+            expect(state).to_contain_text("LIVE_STREAM_LIMIT")
+            # Chrome logs the refused stream and the page's look at why (both 503) by itself.
+            console_errors[:] = [e for e in console_errors if "status of 503" not in e]
 
 
 def test_forms_work_without_javascript(browser: Browser, api: ApiClient, consumer) -> None:

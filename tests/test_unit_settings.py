@@ -20,6 +20,7 @@ CUSTOM_ENV = {
     "RMQ_MANAGEMENT_PUBLIC_URL": "https://public.example/rabbit/",
     "TASK_COUNTER_PATH": "/var/lib/demo/counter",
     "TASK_STORE_LIMIT": "500",
+    "LIVE_STREAM_LIMIT": "20",
     "ALLOWED_HOSTS": "localhost,192.168.1.10",
     "LOG_LEVEL": "DEBUG",
 }
@@ -33,6 +34,7 @@ CUSTOM_VALUES = {
     "rmq_management_public_url": "https://public.example/rabbit/",
     "task_counter_path": "/var/lib/demo/counter",
     "task_store_limit": 500,
+    "live_stream_limit": 20,
     "allowed_hosts": "localhost,192.168.1.10",
     "log_level": "DEBUG",
 }
@@ -51,6 +53,7 @@ def test_empty_environment_gives_the_localhost_defaults() -> None:
     assert settings.rmq_management_public_url == "http://localhost:15672/"
     assert settings.task_counter_path == ".state/task_counter"
     assert settings.task_store_limit == 10_000
+    assert settings.live_stream_limit == 100
     assert settings.allowed_host_names == {"localhost", "127.0.0.1", "::1", "api"}
     assert settings.log_level == "INFO"
 
@@ -106,6 +109,17 @@ def test_task_store_limit_in_range_is_accepted(raw: str, value: int) -> None:
 def test_bad_task_store_limit_is_rejected_naming_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match="TASK_STORE_LIMIT"):
         Settings.from_env({"TASK_STORE_LIMIT": raw})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", 1), ("10000", 10_000)])
+def test_live_stream_limit_in_range_is_accepted(raw: str, value: int) -> None:
+    assert Settings.from_env({"LIVE_STREAM_LIMIT": raw}).live_stream_limit == value
+
+
+@pytest.mark.parametrize("raw", ["many", "0", "-1", "10001", "2.5"])
+def test_bad_live_stream_limit_is_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="LIVE_STREAM_LIMIT"):
+        Settings.from_env({"LIVE_STREAM_LIMIT": raw})
 
 
 @pytest.mark.parametrize(
