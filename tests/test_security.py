@@ -64,6 +64,40 @@ def test_workers_send_the_token_and_no_log_shows_a_secret(fresh_settings, own_se
         assert settings.rmq_url not in log
 
 
+def test_a_worker_whose_token_is_refused_says_so_and_loses_nothing(
+    fresh_settings, own_services
+) -> None:
+    # The probe: CALLBACK_TOKEN set on the API only. The workers' reports all get 401.
+    api = own_services.start_api(dataclasses.replace(fresh_settings, callback_token=TOKEN))
+    [consumer] = own_services.start_workers("consumer", fresh_settings)
+    [worker] = own_services.start_workers("celery_worker", fresh_settings)
+    tasks = api.send("rmq", timeout=0, count=2) + api.send("celery", timeout=0, count=2)
+    numbers = [task["task_num"] for task in tasks]
+
+    def told(service) -> list[str]:
+        """The worker ids (processes) that logged the ERROR naming the token, once each."""
+        return [line.rpartition("worker=")[2] for line in service.log().splitlines()
+                if "ERROR" in line and "CALLBACK_TOKEN" in line]
+
+    wait_for(lambda: told(consumer) and told(worker), 20, what="both workers to name the token")
+    # Refused and retried for a while: said once (a minute has not passed), nothing done.
+    wait_for(lambda: f"task {numbers[0]}: redelivered" in consumer.log(), 20,
+             what="the consumer to get its task back from the queue")
+    # Said once per process (Celery's pool has three), not once per task or attempt.
+    assert len(told(consumer)) == 1
+    assert len(told(worker)) == len(set(told(worker))) <= 3
+    assert {api.task(number)["status"] for number in numbers} == {"PENDING"}
+    assert f"task {numbers[0]}: done" not in consumer.log()
+
+    # The token is fixed: workers with it take over, and every task is done.
+    consumer.stop()
+    worker.stop()
+    fixed = dataclasses.replace(fresh_settings, callback_token=TOKEN)
+    own_services.start_workers("consumer", fixed)
+    own_services.start_workers("celery_worker", fixed)
+    assert {task["status"] for task in api.wait_final(numbers, timeout=60)} == {"DONE"}
+
+
 @pytest.mark.parametrize("path", ["/api/tasks", "/send_rmq_direct/", "/update_task_status_api/"])
 async def test_a_post_from_another_site_is_refused(client, path: str) -> None:
     response = await client.post(
