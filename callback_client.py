@@ -10,6 +10,9 @@ import enum
 import logging
 import os
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -34,6 +37,9 @@ class Outcome(enum.Enum):
     UNKNOWN_TASK = "unknown task"
     # The task already ended: a redelivered message must not run the work again.
     ALREADY_FINAL = "already final"
+    # The API refused the worker's token (401): nothing reported is recorded until the API and
+    # the worker have the same CALLBACK_TOKEN. The work must wait, its message must not be lost.
+    UNAUTHORIZED = "unauthorized"
     # The API could not be reached or refused the report even after the retries.
     FAILED = "failed"
 
@@ -47,6 +53,9 @@ class Outcome(enum.Enum):
         return self in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK)
 
 
+REFUSED_LOG_EVERY = 60.0  # seconds: how often a refused token is told in the log, at most
+
+
 class StatusReporter:
     def __init__(
         self,
@@ -56,12 +65,17 @@ class StatusReporter:
         retries: int = 4,
         backoff: float = 0.25,
         timeout: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = settings.callback_url
         # The JSON API lives on the same server as the callback.
         self._orders_url = urljoin(settings.callback_url, "/api/tasks")
         self._timeout = timeout
         self.worker_id = worker_id
+        self._clock = clock
+        # The consumer reports from several task threads: one ERROR a minute among them all.
+        self._refusal_lock = threading.Lock()
+        self._refusal_logged_at: float | None = None
         self._session = requests.Session()
         if settings.callback_token:
             self._session.headers["Authorization"] = f"Bearer {settings.callback_token}"
@@ -96,6 +110,11 @@ class StatusReporter:
         if response.status_code == 409:
             log.info("task %s: already final, %s ignored, worker=%s", task_num, status, self.worker_id)
             return Outcome.ALREADY_FINAL
+        if response.status_code == 401:
+            self._tell_refused()
+            log.debug("task %s: %s report refused with 401, worker=%s",
+                      task_num, status, self.worker_id)
+            return Outcome.UNAUTHORIZED
         if not response.ok:
             log.warning(
                 "task %s: %s report refused with HTTP %s, worker=%s",
@@ -111,6 +130,19 @@ class StatusReporter:
         response = self._session.post(self._orders_url, json=body, timeout=self._timeout)
         response.raise_for_status()
         return response.json()["tasks"][0]["task_num"]
+
+    def _tell_refused(self) -> None:
+        """Loud, but once a minute: every task meets the same 401 until the token is fixed."""
+        with self._refusal_lock:
+            now = self._clock()
+            if self._refusal_logged_at is not None and now - self._refusal_logged_at < REFUSED_LOG_EVERY:
+                return
+            self._refusal_logged_at = now
+        log.error(
+            "the API at %s refuses this worker's status reports (401): set the same"
+            " CALLBACK_TOKEN for the API and every worker. Until then no task is worked on;"
+            " each goes back to its queue. worker=%s", self._url, self.worker_id,
+        )
 
     def close(self) -> None:
         self._session.close()

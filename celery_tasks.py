@@ -14,7 +14,7 @@ from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
 from common import topology
-from common.messages import TaskMessage
+from common.messages import InvalidField, TaskMessage, parse_task_num
 from common.settings import Settings
 from common.statuses import TaskStatus
 from task_lifecycle import Ending, run_task
@@ -23,10 +23,20 @@ log = get_task_logger(__name__)
 
 
 BEAT_WORK_SECONDS = 1.0  # how long each task that Beat orders works
+FAIL_RETRIES = 3  # the error lesson: a task sent with fail is retried three times, then ERROR
 
 
 class SimulatedFailure(RuntimeError):
     """Raised on purpose when a task was sent with ``fail``: the retry and error lesson."""
+
+
+class FailedForGood(RuntimeError):
+    """A task sent with ``fail`` failed its last retry: not retried again, it ends in ERROR."""
+
+
+class ReportRefused(RuntimeError):
+    """The API refused the worker's status report (401: CALLBACK_TOKEN differs). Retried for as
+    long as it takes to fix the token, so that the task is not lost meanwhile."""
 
 
 @functools.cache
@@ -42,14 +52,19 @@ class ReportingTask(Task):
     def tries(self, request: Context | None = None) -> dict[str, int]:
         """Which try this is, of how many: the same fields on every report of the task."""
         retries = (request or self.request).retries
-        return {"attempt": retries + 1, "max_attempts": self.max_retries + 1}
+        return {"attempt": retries + 1, "max_attempts": FAIL_RETRIES + 1}
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        # Called once the retries are used up (not after each attempt).
+        # Called once the retries are used up (not after each attempt). The arguments are
+        # whatever the sender put in the message, checked or not: logged with %r, so that no
+        # value can start a line of its own in the log.
         task_num = kwargs.get("task_num")
-        log.error("task %s: failed for good (%s), worker=%s", task_num, exc, reporter().worker_id)
-        if task_num is not None:
-            reporter().report(task_num, TaskStatus.ERROR, **self.tries())
+        log.error("task %r: failed for good (%r), worker=%s", task_num, exc, reporter().worker_id)
+        try:
+            task_num = parse_task_num(task_num)
+        except InvalidField:
+            return  # no task of the API's: there is nobody to tell
+        reporter().report(task_num, TaskStatus.ERROR, **self.tries())
 
 
 @task_retry.connect
@@ -58,10 +73,16 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
 
     ``reason.when`` is Celery's own countdown (seconds), or an eta.
     """
+    task_num = request.kwargs.get("task_num")
+    if isinstance(reason.exc, ReportRefused):
+        # Repeats for every task until the token is fixed: the reporter's ERROR, once a minute,
+        # says it; a line per retry would bury it, and a report would be refused again.
+        log.debug("task %r: report refused, retrying, worker=%s", task_num, reporter().worker_id)
+        return
     when = reason.when
     next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
-    task_num, tries = request.kwargs.get("task_num"), sender.tries(request)
-    log.warning("task %s: attempt %s of %s failed (%s), next in %.0f s, worker=%s",
+    tries = sender.tries(request)
+    log.warning("task %s: attempt %s of %s failed (%r), next in %.0f s, worker=%s",
                 task_num, tries["attempt"], tries["max_attempts"], reason.exc,
                 next_try_at - time.time(), reporter().worker_id)
     reporter().report(task_num, TaskStatus.IN_PROGRESS, next_try_at=next_try_at, **tries)
@@ -71,8 +92,11 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
     bind=True,
     base=ReportingTask,
     name=topology.PROCESS_TASK,
-    autoretry_for=(SimulatedFailure,),
-    max_retries=3,
+    # Retried after 2, 4, 8, then every 16 seconds. Without a limit here (max_retries=None): a
+    # refused report is retried until the token is fixed; a task sent with fail stops after
+    # FAIL_RETRIES by itself.
+    autoretry_for=(SimulatedFailure, ReportRefused),
+    max_retries=None,
     retry_backoff=2,
     retry_backoff_max=16,
     retry_jitter=False,
@@ -83,7 +107,11 @@ def process_task(self: ReportingTask, task_num: int, timeout: float, fail: bool 
     # argument fails at once with the reason, instead of sleeping for a day.
     message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
     ending = run_task(message, reporter(), work_for, redelivered=redelivered(self), **self.tries())
+    if ending is Ending.UNAUTHORIZED:
+        raise ReportRefused(f"task {task_num}: the API refused the status report (401)")
     if ending is Ending.FAILED:
+        if self.request.retries >= FAIL_RETRIES:
+            raise FailedForGood(f"task {task_num} was sent with fail=true")  # on_failure: ERROR
         raise SimulatedFailure(f"task {task_num} was sent with fail=true")  # Celery retries it
     return ending.value
 

@@ -12,7 +12,7 @@ import enum
 import logging
 from collections.abc import Callable
 
-from callback_client import StatusReporter
+from callback_client import Outcome, StatusReporter
 from common.messages import TaskMessage
 from common.statuses import TaskStatus
 
@@ -30,6 +30,9 @@ class Ending(enum.Enum):
     SKIPPED = "skipped"
     # The worker is stopping: leave the message unsettled, the broker redelivers it.
     INTERRUPTED = "interrupted"
+    # The API refused the worker's token (401), so nothing this run did would be recorded: not
+    # worked on (or its result refused). The worker puts it back for later, after a pause.
+    UNAUTHORIZED = "unauthorized"
 
 
 def run_task(
@@ -54,6 +57,11 @@ def run_task(
     outcome = reporter.report(
         task_num, TaskStatus.IN_PROGRESS, redelivered=redelivered or None, **tries
     )
+    if outcome is Outcome.UNAUTHORIZED:
+        # DEBUG: every task meets it until the token is fixed; the reporter's ERROR says why.
+        log.debug("task %s: not started, the API refused the report, worker=%s",
+                  task_num, worker_id)
+        return Ending.UNAUTHORIZED
     if outcome.work_unwanted:
         log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return Ending.SKIPPED
@@ -65,6 +73,10 @@ def run_task(
     if message.fail:
         log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
         return Ending.FAILED
-    reporter.report(task_num, TaskStatus.DONE, **tries)
+    if reporter.report(task_num, TaskStatus.DONE, **tries) is Outcome.UNAUTHORIZED:
+        # The token changed while the task ran: its result is not recorded, so it runs again.
+        log.info("task %s: done, but the API refused the report; back to the queue, worker=%s",
+                 task_num, worker_id)
+        return Ending.UNAUTHORIZED
     log.info("task %s: done, worker=%s", task_num, worker_id)
     return Ending.DONE

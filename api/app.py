@@ -27,7 +27,13 @@ from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
 from api.management import ManagementClient
-from api.middlewares import json_errors, page_errors, same_origin, with_json_errors
+from api.middlewares import (
+    allowed_origins,
+    json_errors,
+    page_errors,
+    security_headers,
+    with_json_errors,
+)
 from api.publisher import Publisher
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
@@ -84,6 +90,7 @@ def create_json_api() -> web.Application:
     router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
     router.add_get("/events", live.task_events, name="events")
     router.add_get("/queues", live.queues, name="queues")
+    router.add_post("/queues/{queue}/purge", live.purge_queue, name="purge_queue")
     router.add_get("/dead-letters", live.list_dead_letters, name="dead_letters")
     router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay")
     router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge")
@@ -106,7 +113,10 @@ def setup_routes(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[page_errors, same_origin], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[security_headers, page_errors, allowed_origins(settings.allowed_host_names)],
+        client_max_size=MAX_BODY,
+    )
     app[settings_key] = settings
     app[store_key] = store = TaskStore(
         TaskNumbers(settings.task_counter_path), settings.task_store_limit
@@ -120,8 +130,8 @@ def create_app(settings: Settings) -> web.Application:
     app[dispatcher_key] = dispatcher = Dispatcher(store, publisher, celery)
     app[management_key] = management = ManagementClient(settings)
     app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
-    app[events_key] = events = TaskEvents()
     app[workers_key] = board = WorkerBoard()
+    app[events_key] = events = TaskEvents(board, settings.live_stream_limit)
     # The live page learns of every change from the store itself, whoever made it.
     store.add_listener(events.publish)
     store.add_listener(board.update)

@@ -14,14 +14,14 @@ import dataclasses
 import logging
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from api.dispatch import Dispatcher, DispatchFailed
 from api.errors import BrokerUnavailable
 from api.management import ManagementClient
 from api.model import Method
-from api.publisher import Publisher
+from api.publisher import AMQP_ERRORS, Publisher
+from api.store import StoreFull
 from api.validation import TaskRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 SHOWN_BODY = 300  # characters of a body the panel shows
 MAX_REPLAY = 1000  # messages one replay takes, so that a click always ends
 GET_TIMEOUT = 5.0
-AMQP_ERRORS = (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,17 +70,22 @@ class ReplayReport:
 
 
 class ReplayFailed(RuntimeError):
-    """The broker went away mid-replay; ``report`` says what was done before."""
+    """The replay stopped halfway (the broker went away, the store is full); ``report`` says
+    what was done before."""
 
-    def __init__(self, reason: str, report: ReplayReport) -> None:
+    def __init__(self, reason: str, report: ReplayReport, message_ru: str | None = None) -> None:
         super().__init__(reason)
         self.report = report
+        self.message_ru = message_ru
 
 
 def shown(body: bytes) -> str:
     """A body as the panel shows it: text, cut short, undecodable bytes replaced."""
-    text = body.decode("utf-8", errors="replace")
-    return text if len(text) <= SHOWN_BODY else text[:SHOWN_BODY] + "…"
+    head = body[: SHOWN_BODY * 4]  # enough bytes for SHOWN_BODY characters: no more is decoded
+    text = head.decode("utf-8", errors="replace")
+    if len(text) <= SHOWN_BODY and len(head) == len(body):
+        return text
+    return text[:SHOWN_BODY] + "…"
 
 
 def problem_with(body: bytes) -> str | None:
@@ -156,7 +160,10 @@ class DeadLetters:
         confirmed the new message, so a crash in between replays it twice rather than never.
         """
         report = ReplayReport()
-        kept: list[AbstractIncomingMessage] = []
+        # Messages that are no task stay unacked until the end, so that the loop does not get
+        # them again; only the last one is held here (a body may be megabytes): one nack with
+        # ``multiple`` puts it and every one before it back (the task messages are acked).
+        last_kept: AbstractIncomingMessage | None = None
         try:
             async with self._publisher.channel() as channel:
                 queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
@@ -167,8 +174,7 @@ class DeadLetters:
                     try:
                         dead = TaskMessage.from_json(message.body)
                     except InvalidField as exc:
-                        # Held unacked, so the loop does not get it again; requeued below.
-                        kept.append(message)
+                        last_kept = message
                         report.kept.append({"body": shown(message.body), "problem": str(exc)})
                         continue
                     [task] = await self._dispatcher.submit(
@@ -177,22 +183,16 @@ class DeadLetters:
                     await message.ack()
                     report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
                     log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
-                for message in kept:
-                    await message.nack(requeue=True)
+                if last_kept is not None:
+                    await last_kept.nack(multiple=True, requeue=True)
+        # Whatever was taken and not acked goes back to the queue when the channel closes.
+        except StoreFull as exc:
+            raise ReplayFailed(str(exc), report, exc.message_ru) from exc
         except (BrokerUnavailable, DispatchFailed, *AMQP_ERRORS) as exc:
-            # Whatever was taken and not acked goes back to the queue when the channel closes.
-            raise ReplayFailed(str(exc) or type(exc).__name__, report) from exc
+            reason = f"broker unavailable: {exc or type(exc).__name__}"
+            raise ReplayFailed(reason, report) from exc
         return report
 
     async def purge(self) -> int:
         """Delete every message in the dead-letter queue; return how many there were."""
-        try:
-            async with self._publisher.channel() as channel:
-                queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
-                result = await queue.purge()
-        except BrokerUnavailable:
-            raise
-        except AMQP_ERRORS as exc:
-            raise BrokerUnavailable(str(exc) or type(exc).__name__) from exc
-        log.info("dead-letter queue purged: %s messages", result.message_count)
-        return result.message_count
+        return await self._publisher.purge(topology.DEAD_LETTER_QUEUE)

@@ -12,6 +12,7 @@ from api.model import Method, Role, Task, WorkflowKind
 from api.publisher import Publisher
 from api.store import TaskStore
 from api.validation import TaskRequest, WorkflowRequest
+from common import topology
 from common.messages import InvalidField, TaskMessage
 
 log = logging.getLogger(__name__)
@@ -20,9 +21,22 @@ log = logging.getLogger(__name__)
 class DispatchFailed(RuntimeError):
     """The broker took none or only some of the tasks; ``sent`` lists those it took."""
 
-    def __init__(self, reason: str, sent: list[Task]) -> None:
+    def __init__(self, reason: str, sent: list[Task], asked: int) -> None:
         super().__init__(reason)
         self.sent = sent
+        self.asked = asked
+
+    @property
+    def message_ru(self) -> str:
+        """What the page says."""
+        if self.sent:
+            return (f"Брокер недоступен: отправлено {len(self.sent)} из {self.asked},"
+                    " остальные задачи не отправлены")
+        return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"
+
+
+# The queue each method's tasks wait in for a worker.
+QUEUE_OF = {Method.RMQ: topology.QUEUE, Method.CELERY: topology.CELERY_QUEUE}
 
 
 class Dispatcher:
@@ -32,29 +46,33 @@ class Dispatcher:
         self._celery = celery
 
     async def submit(self, request: TaskRequest) -> list[Task]:
-        """Create ``request.count`` tasks and send each; the tasks as they were accepted."""
-        sent: list[Task] = []
-        for _ in range(request.count):
-            task = self._store.create(
-                request.method,
-                request.timeout,
-                request.fail,
-                replay_of=request.replay_of,
-                source=request.source,
-            )
-            # The client is told about the task as it was accepted (PENDING): a fast worker may
-            # already have reported IN_PROGRESS by the time the broker confirms the publish.
-            accepted = dataclasses.replace(task)
+        """Create ``request.count`` tasks and send each; the tasks as they were accepted.
+
+        Raises StoreFull, before creating any, if the store has no room for them all.
+        """
+        # Stored all at once, with no await in between: no other request can take the room.
+        tasks = self._store.create_many(
+            request.count,
+            request.method,
+            request.timeout,
+            request.fail,
+            replay_of=request.replay_of,
+            source=request.source,
+        )
+        # The client is told about each task as it was accepted (PENDING): a fast worker may
+        # already have reported IN_PROGRESS by the time the broker confirms the publish.
+        accepted = [dataclasses.replace(task) for task in tasks]
+        for index, task in enumerate(accepted):
             try:
-                await self._send(accepted, request.routing_key)
+                await self._send(task, request.routing_key)
             except BrokerUnavailable as exc:
-                # Not in any queue, so no worker will ever report on it: forget it rather than
-                # show a task stuck in PENDING forever.
-                self._store.discard(task.task_num)
+                # Not in any queue, so no worker will ever report on them: forget them rather
+                # than show tasks stuck in PENDING forever.
+                for unsent in accepted[index:]:
+                    self._store.discard(unsent.task_num)
                 log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
-                raise DispatchFailed(str(exc), sent) from exc
-            sent.append(accepted)
-        return sent
+                raise DispatchFailed(str(exc), accepted[:index], request.count) from exc
+        return accepted
 
     async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
         """Create a workflow's tasks and send them to Celery as one canvas; all or nothing."""
@@ -64,6 +82,8 @@ class Dispatcher:
                 "a chord needs a result backend every process can read (RESULT_BACKEND=redis://…)",
                 "аккорду нужен общий бэкенд результатов (RESULT_BACKEND=redis://…)",
             )
+        # All or none: a workflow cut short by a full store would never finish.
+        self._store.make_room(request.count + (request.kind is WorkflowKind.CHORD))
         workflow_id = uuid.uuid4().hex[:12]
         chain = request.kind is WorkflowKind.CHAIN
         members: list[Task] = []
@@ -95,11 +115,24 @@ class Dispatcher:
             for task in tasks:
                 self._store.discard(task.task_num)
             log.warning("workflow %s: not sent: %s", workflow_id, exc)
-            raise DispatchFailed(str(exc), []) from exc
+            raise DispatchFailed(str(exc), [], len(tasks)) from exc
         for task in accepted:
             task.celery_id = celery_ids[task.task_num]
             self._store.set_celery_id(task.task_num, task.celery_id)
         return workflow_id, accepted
+
+    async def purge(self, method: Method) -> tuple[int, int]:
+        """Empty the queue of ``method``'s workers and forget the tasks that waited in it:
+        (messages purged, tasks forgotten). The teacher's reset; running tasks go on.
+
+        A task published while the purge runs may be forgotten with its message still queued:
+        its worker then finds it unknown and skips it, as after an API restart.
+        """
+        purged = await self._publisher.purge(QUEUE_OF[method])
+        discarded = self._store.discard_waiting(method)
+        log.info("%s queue purged: %s messages, %s waiting tasks forgotten",
+                 method, purged, discarded)
+        return purged, discarded
 
     async def _send(self, task: Task, routing_key: str) -> None:
         message = TaskMessage(task.task_num, task.timeout, task.fail)

@@ -17,7 +17,7 @@ from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key
 from api.dispatch import DispatchFailed
 from api.errors import json_error
 from api.model import Method
-from api.store import TransitionNotAllowed, UnknownTask
+from api.store import StoreFull, TransitionNotAllowed, UnknownTask
 from api.validation import (
     decode_json_object,
     parse_blocking,
@@ -38,10 +38,15 @@ async def create_tasks(request: web.Request) -> web.Response:
     task_request = parse_task_request(decode_json_object(await request.read()))
     try:
         tasks = await request.config_dict[dispatcher_key].submit(task_request)
+    except StoreFull as exc:
+        raise json_error(
+            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, tasks=[]
+        ) from exc
     except DispatchFailed as exc:
         raise json_error(
             web.HTTPServiceUnavailable,
             f"broker unavailable: {exc}",
+            message_ru=exc.message_ru,
             tasks=[task.to_dict() for task in exc.sent],
         ) from exc
     return web.json_response({"tasks": [task.to_dict() for task in tasks]}, status=202)
@@ -111,7 +116,9 @@ def _check_token(request: web.Request) -> None:
     token = request.config_dict[settings_key].callback_token
     if not token:
         return
-    given = request.headers.get("Authorization", "").encode()
+    # aiohttp keeps bytes that are not UTF-8 as surrogates; surrogateescape gives them back, so
+    # a header of any bytes is compared (and refused) instead of failing to encode.
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
     # compare_digest takes the same time wherever the strings differ: no timing oracle.
     if not hmac.compare_digest(given, f"Bearer {token}".encode()):
         raise json_error(

@@ -13,6 +13,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 
 from api.app_keys import (
     dead_letters_key,
+    dispatcher_key,
     events_key,
     management_key,
     publisher_key,
@@ -21,8 +22,9 @@ from api.app_keys import (
     workers_key,
 )
 from api.dead_letters import ReplayFailed
+from api.dispatch import QUEUE_OF
 from api.errors import BrokerUnavailable, json_error
-from api.events import Subscription, TaskEvent
+from api.events import Batch, Subscription, TooManyStreams
 from api.management import ManagementUnavailable
 from api.validation import parse_limit
 from common import topology
@@ -33,58 +35,59 @@ log = logging.getLogger(__name__)
 SNAPSHOT_SIZE = 100  # tasks a page gets when it (re)connects; the table keeps as many
 RECONNECT_MS = 1000  # how soon a browser retries after the stream broke (its default is ~3 s)
 IDLE_CHECK = 5.0  # seconds without changes after which a stream checks its page is still there
+REFUSED_RETRY_S = 30  # a page refused for LIVE_STREAM_LIMIT tries again after this long
 SHOWN_QUEUES = (topology.QUEUE, topology.DEAD_LETTER_QUEUE, topology.CELERY_QUEUE)
 MAX_PEEK = 50
+# The queues the page may empty, and whose waiting tasks go with them.
+PURGEABLE = {queue: method for method, queue in QUEUE_OF.items()}
 
 
 async def task_events(request: web.Request) -> web.StreamResponse:
     """``GET /api/events``: a snapshot of the recent tasks and workers, then every change.
 
-    Three kinds of events: ``snapshot`` ``{"tasks", "workers"}`` first, then ``tasks`` (a list
-    of changed tasks, or ``{"task_num", "discarded": true}`` for one that was never sent) and
-    ``workers`` (the whole board, when it moved). After a reconnect the browser gets a new
-    snapshot, so it never has to ask for what it missed.
+    Three kinds of events: ``snapshot`` ``{"tasks", "workers"}`` first, then, at most every
+    tenth of a second, ``tasks`` (a list of changed tasks, or ``{"task_num", "discarded":
+    true}`` for one that was never sent) and ``workers`` (``{"changed": [rows], "gone":
+    [worker ids]}``). After a reconnect the browser gets a new snapshot, so it never has to ask
+    for what it missed. Over LIVE_STREAM_LIMIT open pages, a 503 says so.
     """
-    state = request.config_dict
-    store, events, board = state[store_key], state[events_key], state[workers_key]
-    async with sse_response(request) as stream:
+    events = request.config_dict[events_key]
+    try:
         with events.subscribe() as queue:
-            snapshot = {
-                "tasks": [task.to_dict() for task in store.recent(SNAPSHOT_SIZE)],
-                "workers": board.snapshot(),
-            }
-            board_sent = board.version
-            try:
-                await stream.send(json.dumps(snapshot), event="snapshot", retry=RECONNECT_MS)
-                while (changes := await _next_changes(queue, stream)) is not None:
-                    await stream.send(json.dumps(changes), event="tasks")
-                    if board.version != board_sent:
-                        board_sent = board.version
-                        await stream.send(json.dumps(board.snapshot()), event="workers")
-            except ConnectionResetError:
-                log.debug("a live page went away")
-            except TimeoutError:
-                # aiohttp-sse gives up on a page that takes no data for send_timeout seconds.
-                log.info("a live page stopped reading: stream closed")
+            return await _stream_changes(request, queue)
+    except TooManyStreams as exc:  # raised before streaming, by subscribe() alone
+        raise json_error(web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru,
+                         headers={"Retry-After": str(REFUSED_RETRY_S)}) from exc
+
+
+async def _stream_changes(request: web.Request, queue: Subscription) -> web.StreamResponse:
+    store, board = request.config_dict[store_key], request.config_dict[workers_key]
+    async with sse_response(request) as stream:
+        snapshot = {
+            "tasks": [task.to_dict() for task in store.recent(SNAPSHOT_SIZE)],
+            "workers": board.snapshot(),
+        }
+        try:
+            await stream.send(json.dumps(snapshot), event="snapshot", retry=RECONNECT_MS)
+            while (batch := await _next_batch(queue, stream)) is not None:
+                for event, data in batch:
+                    await stream.send(data, event=event)
+        except ConnectionResetError:
+            log.debug("a live page went away")
+        except TimeoutError:
+            # aiohttp-sse gives up on a page that takes no data for send_timeout seconds.
+            log.info("a live page stopped reading: stream closed")
     return stream
 
 
-async def _next_changes(queue: Subscription, stream: EventSourceResponse) -> list[TaskEvent] | None:
-    """The changes waiting (at least one), or None when the stream is to end."""
+async def _next_batch(queue: Subscription, stream: EventSourceResponse) -> Batch | None:
+    """The next batch of changes, or None when the stream is to end."""
     while stream.is_connected():
         try:
             async with asyncio.timeout(IDLE_CHECK):
-                first = await queue.get()
+                return await queue.get()  # None: dropped as too slow, or the server is stopping
         except TimeoutError:
             continue  # nothing changed; look again whether the page is still connected
-        if first is None:
-            return None  # dropped as too slow, or the server is stopping
-        changes = [first]
-        # Everything else already waiting goes in the same event: one write for a burst.
-        # (The end marker never waits behind changes: ending a queue empties it first.)
-        while not queue.empty() and (change := queue.get_nowait()) is not None:
-            changes.append(change)
-        return changes
     return None  # aiohttp-sse's pings found the connection closed
 
 
@@ -105,9 +108,12 @@ async def queues(request: web.Request) -> web.Response:
     except ManagementUnavailable as exc:
         unacked, answer["statistics_error"] = {}, str(exc)
     rows = []
+    router = request.app.router
     for name, count in counts.items():
         row: dict[str, Any] = {"name": name, "exists": count is not None,
                                "url": _queue_page(settings, name)}
+        if name in PURGEABLE:
+            row["purge_url"] = str(router["purge_queue"].url_for(queue=name))
         if count is not None:
             ready, consumers = count
             row |= {"messages_ready": ready, "consumers": consumers,
@@ -120,6 +126,22 @@ def _queue_page(settings: Settings, queue: str) -> str:
     """The queue's page in the management UI, for the user's browser."""
     base = settings.rmq_management_public_url.rstrip("/")
     return f"{base}/#/queues/{quote(settings.rmq_vhost, safe='')}/{quote(queue, safe='')}"
+
+
+async def purge_queue(request: web.Request) -> web.Response:
+    """``POST /api/queues/{queue}/purge``: empty ``test_direct`` or ``celery`` and forget the
+    tasks that waited there. The teacher's reset after a flood of work."""
+    method = PURGEABLE.get(request.match_info["queue"])
+    if method is None:
+        queues = " and ".join(PURGEABLE)
+        raise json_error(web.HTTPNotFound, f"only {queues} can be purged here"
+                         " (the dead letters: POST /api/dead-letters/purge)")
+    try:
+        purged, discarded = await request.config_dict[dispatcher_key].purge(method)
+    except BrokerUnavailable as exc:
+        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    return web.json_response({"queue": QUEUE_OF[method], "purged": purged,
+                              "discarded": discarded})
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
@@ -143,7 +165,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         report = await request.config_dict[dead_letters_key].replay()
     except ReplayFailed as exc:
         raise json_error(
-            web.HTTPServiceUnavailable, f"broker unavailable: {exc}", **exc.report.to_dict()
+            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, **exc.report.to_dict()
         ) from exc
     return web.json_response(report.to_dict())
 

@@ -28,6 +28,8 @@ CONNECT_WAIT = 2.0
 RECONNECT_DELAY_MAX = 10.0
 # Once connected, how often the robust connection retries after losing the broker (default 5 s).
 RECONNECT_INTERVAL = 2.0
+# What a call on a lost or closing connection may raise: each becomes BrokerUnavailable.
+AMQP_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError)
 
 
 class Publisher:
@@ -117,7 +119,7 @@ class Publisher:
             await self._exchange.publish(
                 amqp_message, routing_key=routing_key, mandatory=False, timeout=PUBLISH_TIMEOUT
             )
-        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
         log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
 
@@ -130,7 +132,7 @@ class Publisher:
         await self.wait_connected()
         try:
             channel = await self._connection.channel()
-        except (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError) as exc:
+        except AMQP_ERRORS as exc:
             raise BrokerUnavailable(f"no channel: {exc or type(exc).__name__}") from exc
         try:
             yield channel
@@ -157,6 +159,23 @@ class Publisher:
             result = queue.declaration_result
             counts[name] = (result.message_count, result.consumer_count)
         return counts
+
+    async def purge(self, name: str) -> int:
+        """Delete every message waiting in queue ``name``; how many there were (0: no queue).
+
+        Messages delivered to a worker and not yet acked are not waiting: they stay.
+        """
+        try:
+            async with self.channel() as channel:
+                try:
+                    queue = await channel.get_queue(name)  # a passive declare
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    return 0  # never declared: Celery's queue before its first worker or task
+                result = await queue.purge()
+        except AMQP_ERRORS as exc:
+            raise BrokerUnavailable(f"queue.purge failed: {exc or type(exc).__name__}") from exc
+        log.info("queue %s purged: %s messages", name, result.message_count)
+        return result.message_count
 
     async def close(self) -> None:
         self._closing.set()

@@ -1,7 +1,9 @@
 """The in-memory task store, as in the course, made safe for a long run.
 
-It is bounded (the oldest tasks are evicted) and its task numbers never repeat, not even across
-API restarts: a late message from an earlier run must not update a new task of the same number.
+It is bounded, and only finished tasks make room: the one that finished first is evicted first.
+A task somebody still waits for is never dropped; when every task in memory is unfinished, new
+ones are refused (:class:`StoreFull`) instead. Task numbers never repeat, not even across API
+restarts: a late message from an earlier run must not update a new task of the same number.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ class TransitionNotAllowed(ValueError):
         super().__init__(f"a {current} task cannot become {new}")
         self.current = current
         self.new = new
+
+
+class StoreFull(RuntimeError):
+    """There is no room for the tasks asked for without dropping one that is not finished."""
+
+    def __init__(self, room: int, asked: int, limit: int) -> None:
+        super().__init__(
+            f"store full: room for {room} more tasks, {asked} asked; the API keeps"
+            f" {limit} tasks in memory (TASK_STORE_LIMIT) and only finished ones make room"
+        )
+        self.message_ru = (
+            f"В памяти API нет места: можно добавить задач — {room}, а отправлено {asked}."
+            f" Все {limit} задач (TASK_STORE_LIMIT) ещё не завершены; дождитесь их"
+            " или очистите очередь"
+        )
 
 
 class TaskNumbers:
@@ -80,6 +97,8 @@ class TaskStore:
         self._numbers = numbers
         self._limit = limit
         self._tasks: OrderedDict[int, Task] = OrderedDict()
+        # Finished tasks in the order they finished: the first of them is the next to evict.
+        self._finished: OrderedDict[int, None] = OrderedDict()
         self._listeners: list[Callable[[Task], None]] = []
         self._discard_listeners: list[Callable[[int], None]] = []
 
@@ -101,12 +120,31 @@ class TaskStore:
         for listener in self._listeners:
             listener(task)
 
+    def room(self) -> int:
+        """How many tasks may be created now: free places, and finished tasks that may go."""
+        return self._limit - len(self._tasks) + len(self._finished)
+
+    def make_room(self, count: int) -> None:
+        """Raise StoreFull unless ``count`` tasks can be created without dropping unfinished ones."""
+        room = self.room()
+        if room < count:
+            raise StoreFull(room, count, self._limit)
+
+    def create_many(
+        self, count: int, method: Method, timeout: float, fail: bool = False, **details: Any
+    ) -> list[Task]:
+        """``count`` new PENDING tasks; none at all (StoreFull) if there is no room for every one."""
+        self.make_room(count)
+        return [self.create(method, timeout, fail, **details) for _ in range(count)]
+
     def create(self, method: Method, timeout: float, fail: bool = False, **details: Any) -> Task:
         """A new PENDING task with the next number; ``details`` are more of Task's fields."""
+        self.make_room(1)
         task = Task(self._numbers.take(), method, timeout, fail, **details)
         self._tasks[task.task_num] = task
-        while len(self._tasks) > self._limit:
-            self._tasks.popitem(last=False)
+        if len(self._tasks) > self._limit:
+            evicted, _ = self._finished.popitem(last=False)
+            del self._tasks[evicted]
         self._changed(task)
         return task
 
@@ -119,11 +157,23 @@ class TaskStore:
     def discard(self, task_num: int) -> None:
         """Forget a task that was never handed to a broker: nobody will ever report on it."""
         if self._tasks.pop(task_num, None) is not None:
+            self._finished.pop(task_num, None)
             for listener in self._discard_listeners:
                 listener(task_num)
 
+    def discard_waiting(self, method: Method) -> int:
+        """Forget every PENDING task of ``method``: its queue was purged, no worker will report
+        on it. How many there were."""
+        waiting = [task.task_num for task in self._tasks.values()
+                   if task.method is method and task.status is TaskStatus.PENDING]
+        for task_num in waiting:
+            self.discard(task_num)
+        return len(waiting)
+
     def set_celery_id(self, task_num: int, celery_id: str) -> None:
-        self.get(task_num).celery_id = celery_id
+        # A task purged while Celery was still taking it is gone already: nothing to note.
+        if (task := self._tasks.get(task_num)) is not None:
+            task.celery_id = celery_id
 
     def update_status(self, report: StatusReport) -> Task:
         """Apply a worker's report. Without ``worker_id`` (the course's own format) the task
@@ -142,7 +192,7 @@ class TaskStore:
         if report.status is TaskStatus.IN_PROGRESS and not retrying:
             task.started_at = now
         elif report.status.is_final:
-            task.finished_at = now
+            self._finish(task, now)
         task.status = report.status
         if report.worker_id is not None:
             task.worker_id = report.worker_id
@@ -153,9 +203,14 @@ class TaskStore:
         self._changed(task)
         if workflows.is_failure(task):
             for blocked, note in workflows.blocked_by(task, self.workflow(task.workflow_id)):
-                blocked.status, blocked.note, blocked.finished_at = TaskStatus.ERROR, note, now
+                blocked.status, blocked.note = TaskStatus.ERROR, note
+                self._finish(blocked, now)
                 self._changed(blocked)
         return task
+
+    def _finish(self, task: Task, now: float) -> None:
+        task.finished_at = now
+        self._finished[task.task_num] = None  # may make room for a new task from now on
 
     def workflow(self, workflow_id: str) -> list[Task]:
         """The tasks of one Celery workflow, in the order they were created."""

@@ -20,9 +20,13 @@ from common.statuses import TaskStatus
 
 E = TypeVar("E", bound=enum.StrEnum)
 T = TypeVar("T")
+R = TypeVar("R", "TaskRequest", "WorkflowRequest")
 
 MAX_BATCH = 1000  # tasks one request may create
 WORKFLOW_SIZES = (2, 10)  # how many tasks a workflow may have (a chord's summary not counted)
+# Seconds of work one request may queue in all (count × timeout): an hour. Two requests of
+# 1000 tasks of an hour each would keep the class's six worker slots busy for two weeks.
+MAX_WORK = 3600.0
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
 
@@ -117,14 +121,14 @@ def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
         raise InvalidField("method", "is missing", "не указано")
     if "timeout" not in data:
         raise InvalidField("timeout", "is missing", "не указано")
-    return TaskRequest(
+    return _bounded(TaskRequest(
         method=parse_choice(Method, data["method"], "method"),
         timeout=parse_timeout(data["timeout"]),
         count=parse_count(data.get("count", 1)),
         fail=parse_flag(data.get("fail", False)),
         routing_key=parse_routing_key(data.get("routing_key", "")),
         source=parse_choice(Source, data.get("source", Source.API), "source"),
-    )
+    ))
 
 
 def parse_workflow_request(data: Mapping[str, Any]) -> WorkflowRequest:
@@ -141,12 +145,12 @@ def parse_workflow_request(data: Mapping[str, Any]) -> WorkflowRequest:
     if fail_member is not None and (parse_task_num(fail_member, "fail_member") > count):
         raise InvalidField("fail_member", f"must be from 1 to count ({count})",
                            f"нужно число от 1 до {count}")
-    return WorkflowRequest(
+    return _bounded(WorkflowRequest(
         kind=parse_choice(WorkflowKind, data["kind"], "kind"),
         count=count,
         timeout=parse_timeout(data["timeout"]),
         fail_member=fail_member,
-    )
+    ))
 
 
 def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
@@ -154,13 +158,27 @@ def parse_task_form(method: Method, form: Mapping[str, str]) -> TaskRequest:
     raw_timeout = form.get("processing_timeout", "")
     if not raw_timeout.strip():
         raise InvalidField("processing_timeout", "is empty", "не заполнено")
-    return TaskRequest(
+    return _bounded(TaskRequest(
         method=method,
         timeout=parse_timeout(raw_timeout, "processing_timeout"),
         count=parse_count(form.get("count", "1") or "1"),
         fail="fail" in form,
         routing_key=parse_routing_key(form.get("routing_key", "")),
-    )
+    ))
+
+
+def _bounded(request: R) -> R:
+    """The request, if its total work is within MAX_WORK; the count is what a user lowers."""
+    total = request.count * request.timeout
+    if total > MAX_WORK:
+        raise InvalidField(
+            "count",
+            f"count × timeout must be at most {MAX_WORK:g} seconds of work per request (MAX_WORK),"
+            f" got {total:g}",
+            f"количество × время обработки — не больше {MAX_WORK:g} секунд работы на запрос,"
+            f" а здесь {total:g}",
+        )
+    return request
 
 
 def parse_data_id(raw: str | None) -> int:

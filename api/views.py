@@ -12,6 +12,7 @@ from api.app_keys import dispatcher_key, settings_key, store_key
 from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
 from api.dispatch import DispatchFailed
 from api.model import Method
+from api.store import StoreFull
 from api.validation import parse_blocking, parse_data_id, parse_task_form
 from common.messages import InvalidField
 
@@ -113,20 +114,14 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
         )
     try:
         tasks = await request.app[dispatcher_key].submit(task_request)
-    except DispatchFailed as exc:
+    except (StoreFull, DispatchFailed) as exc:
         return render_home(
             request,
             status=503,
             form_values={form_name: values},
-            form_errors={form_name: _not_sent_message(task_request.count, len(exc.sent))},
+            form_errors={form_name: exc.message_ru},
         )
     location = request.app.router["index"].url_for().with_query(
         sent=str(method), first=tasks[0].task_num, last=tasks[-1].task_num
     )
     raise web.HTTPSeeOther(location=location)
-
-
-def _not_sent_message(asked: int, sent: int) -> str:
-    if sent:
-        return f"Брокер недоступен: отправлено {sent} из {asked}, остальные задачи не отправлены"
-    return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -54,6 +55,13 @@ class Settings:
     # Task numbers never repeat across API restarts: the allocator keeps its high-water mark here.
     task_counter_path: str = _env("TASK_COUNTER_PATH", default=".state/task_counter")
     task_store_limit: int = _env("TASK_STORE_LIMIT", default=10_000)
+    # Live pages (event streams) open at once: a class with a few tabs each fits; one more is
+    # refused with a 503 and the page says why.
+    live_stream_limit: int = _env("LIVE_STREAM_LIMIT", default=100)
+    # The host names a browser may show the page under and still send forms (the Origin check
+    # against CSRF and DNS rebinding): the local names and the compose service name. A teacher
+    # who serves the demo on a LAN adds the machine's address or name.
+    allowed_hosts: str = _env("ALLOWED_HOSTS", default="localhost,127.0.0.1,[::1],api")
     log_level: str = _env("LOG_LEVEL", default="INFO")
 
     @classmethod
@@ -100,8 +108,19 @@ class Settings:
                 raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
         if urlsplit(self.result_backend).scheme not in ("redis", "rediss", "rpc"):
             raise SettingsError("RESULT_BACKEND must start with redis://, rediss:// or rpc://")
+        for name in self.allowed_hosts.split(","):
+            if not _HOST_NAME.fullmatch(name.strip()):
+                raise SettingsError(
+                    "ALLOWED_HOSTS must be host names or addresses separated by commas, without"
+                    f" scheme or port (like localhost,192.168.1.10), got {name.strip()!r}"
+                )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """ALLOWED_HOSTS as a browser's Origin names them: lower case, IPv6 without brackets."""
+        return frozenset(name.strip().lower().strip("[]") for name in self.allowed_hosts.split(","))
 
     @property
     def rmq_user(self) -> str:
@@ -133,11 +152,16 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+# A DNS name or IPv4 address, or an IPv6 address in brackets: what a URL has between // and :port.
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 _HTTP_URLS = (
     "callback_url", "rmq_management_url", "rmq_management_public_url", "flower_public_url"
 )
 _INT_RANGES = {
-    "api_port": (1, 65535), "task_store_limit": (10, 10**7), "beat_interval": (1, 86400)
+    "api_port": (1, 65535),
+    "task_store_limit": (10, 10**7),
+    "beat_interval": (1, 86400),
+    "live_stream_limit": (1, 10_000),
 }
 
 

@@ -9,6 +9,7 @@ thread with ``add_callback_threadsafe``. A task of any length keeps its connecti
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from callback_client import StatusReporter
+from callback_client import Outcome, StatusReporter
 from common import topology
 from common.messages import InvalidField, TaskMessage
 from common.settings import Settings
@@ -29,6 +30,17 @@ log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_MIN = 1.0
 RECONNECT_DELAY_MAX = 10.0
+# A message whose reports the API refused (a wrong CALLBACK_TOKEN) waits this long in its task
+# thread before it goes back to the queue: it comes back at once, and must not spin meanwhile.
+REFUSED_PAUSE = 5.0
+
+
+class Verdict(enum.Enum):
+    """What becomes of a delivered message once its task thread is done with it."""
+
+    ACK = "ack"  # done, or nobody waits for it: gone from the queue
+    REJECT = "reject"  # failed for good: to the dead-letter queue
+    REQUEUE = "requeue"  # not recorded (the token was refused): back to the queue, for later
 
 
 def declare_topology(channel: BlockingChannel) -> None:
@@ -144,12 +156,23 @@ class Consumer:
         )
         if ending is Ending.INTERRUPTED:
             return  # no ack: the broker redelivers it to another consumer
+        verdict = Verdict.ACK
         if ending is Ending.FAILED:
-            # No retries here: the failure is final, and the message goes to the dead letters.
-            self._reporter.report(message.task_num, TaskStatus.ERROR)
-            log.warning("task %s: rejected to %s, worker=%s",
-                        message.task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
-        self._settle(connection, channel, delivery_tag, ok=ending is not Ending.FAILED)
+            # No retries here: the failure is final, and the message goes to the dead letters,
+            # once the API has recorded the ERROR.
+            if self._reporter.report(message.task_num, TaskStatus.ERROR) is Outcome.UNAUTHORIZED:
+                ending = Ending.UNAUTHORIZED
+            else:
+                verdict = Verdict.REJECT
+                log.warning("task %s: rejected to %s, worker=%s",
+                            message.task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
+        if ending is Ending.UNAUTHORIZED:
+            # Nothing is lost while CALLBACK_TOKEN is fixed: the message goes back to the queue.
+            # The pause is this task thread's; the connection's thread goes on (heartbeats).
+            if not self._wait_unless_stopping(REFUSED_PAUSE):
+                return  # stopping: unsettled, the broker requeues it
+            verdict = Verdict.REQUEUE
+        self._settle(connection, channel, delivery_tag, verdict)
 
     def _wait_unless_stopping(self, seconds: float) -> bool:
         """The simulated work: False if a shutdown cut it short."""
@@ -157,19 +180,24 @@ class Consumer:
 
     @staticmethod
     def _settle(
-        connection: pika.BlockingConnection, channel: BlockingChannel, delivery_tag: int, *, ok: bool
+        connection: pika.BlockingConnection,
+        channel: BlockingChannel,
+        delivery_tag: int,
+        verdict: Verdict,
     ) -> None:
-        """Ack (or reject to the dead-letter queue) from the connection's own thread."""
+        """Ack, reject or requeue the message from the connection's own thread."""
 
         def settle() -> None:
             # The delivery tag belongs to this channel: after a reconnect it means nothing, and
             # the broker has already requeued the message.
             if not channel.is_open:
                 return
-            if ok:
+            if verdict is Verdict.ACK:
                 channel.basic_ack(delivery_tag)
-            else:
+            elif verdict is Verdict.REJECT:
                 channel.basic_reject(delivery_tag, requeue=False)
+            else:
+                channel.basic_nack(delivery_tag, requeue=True)
 
         try:
             connection.add_callback_threadsafe(settle)

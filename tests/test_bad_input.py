@@ -43,6 +43,7 @@ def without(name: str) -> dict:
         (with_(count=-1), "count"),
         (with_(count=10**9), "count"),
         (with_(count=1.5), "count"),
+        (with_(count=1000, timeout=3600), "count"),  # 1000 hours of work: over MAX_WORK
         (with_(fail="yes"), "fail"),
         (with_(fail=1), "fail"),
         (with_(routing_key=5), "routing_key"),

@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 import socket
 
+import aiohttp
+
+from api.app import create_app
 from common import topology
 from runner.broker import queue_state
 from runner.polling import wait_for
@@ -108,3 +111,34 @@ def test_sigterm_stops_the_consumer_and_hands_its_work_back(fresh_settings, own_
     assert "interrupted by shutdown" in consumer.log()
     # The unacked message went back to the queue for the next consumer.
     assert queue_state(fresh_settings.rmq_url, topology.QUEUE) == (1, 0)
+
+
+async def test_a_full_store_refuses_new_work_and_keeps_the_running_task(
+    aiohttp_client, fresh_settings
+) -> None:
+    # The probe: one task IN_PROGRESS, then batch after batch. No workers: the test reports.
+    client = await aiohttp_client(create_app(dataclasses.replace(fresh_settings,
+                                                                 task_store_limit=10)))
+
+    async def send(count: int) -> aiohttp.ClientResponse:
+        return await client.post("/api/tasks", json={"method": "rmq", "timeout": 0, "count": count})
+
+    async def report(task_num: int, status: str) -> int:
+        body = {"task_num": task_num, "task_status": status, "worker_id": "test@here:1"}
+        return (await client.post("/update_task_status_api/", json=body)).status
+
+    [running] = (await (await send(1)).json())["tasks"]
+    assert await report(running["task_num"], "IN_PROGRESS") == 200
+    assert (await send(9)).status == 202
+    for count in (10, 1):
+        refused = await send(count)
+        assert refused.status == 503
+        error = await refused.json()
+        assert "store full" in error["error"] and error["message_ru"] and error["tasks"] == []
+    page = await client.post("/send_rmq_direct/", data={"processing_timeout": "0"},
+                             allow_redirects=False)
+    assert page.status == 503 and "TASK_STORE_LIMIT" in await page.text()
+
+    # Nothing was lost: the running task's result is accepted, and then there is room again.
+    assert await report(running["task_num"], "DONE") == 200
+    assert (await send(1)).status == 202

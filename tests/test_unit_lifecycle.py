@@ -11,12 +11,16 @@ from task_lifecycle import Ending, run_task
 
 
 class RecordingReporter:
-    """Answers IN_PROGRESS with ``first_answer`` and records every report, in order."""
+    """Answers IN_PROGRESS with ``first_answer``, the rest with ``last_answer``; records every
+    report, in order."""
 
     worker_id = "test@host:1"
 
-    def __init__(self, first_answer: Outcome = Outcome.ACCEPTED) -> None:
+    def __init__(
+        self, first_answer: Outcome = Outcome.ACCEPTED, last_answer: Outcome = Outcome.ACCEPTED
+    ) -> None:
         self.first_answer = first_answer
+        self.last_answer = last_answer
         self.reports: list[tuple[int, TaskStatus]] = []
         self.redelivered: list[bool] = []
         self.details: list[dict] = []
@@ -25,7 +29,7 @@ class RecordingReporter:
         self.reports.append((task_num, status))
         self.redelivered.append(bool(details.get("redelivered")))
         self.details.append(details)
-        return self.first_answer if status is TaskStatus.IN_PROGRESS else Outcome.ACCEPTED
+        return self.first_answer if status is TaskStatus.IN_PROGRESS else self.last_answer
 
 
 class Work:
@@ -100,3 +104,20 @@ def test_the_try_is_named_on_the_in_progress_and_done_reports() -> None:
     run_task(TaskMessage(7, 0), reporter, Work(), attempt=2, max_attempts=4)
 
     assert [(d["attempt"], d["max_attempts"]) for d in reporter.details] == [(2, 4), (2, 4)]
+
+
+def test_a_refused_token_means_no_work_and_a_message_kept_for_later() -> None:
+    # The API requires a token the worker does not have: nothing it reports would be recorded.
+    reporter, work = RecordingReporter(Outcome.UNAUTHORIZED), Work()
+
+    assert run_task(TaskMessage(7, 2.5), reporter, work) is Ending.UNAUTHORIZED
+    assert work.asked == []
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
+
+
+def test_a_result_the_api_refused_is_not_settled_either() -> None:
+    # The token changed while the task ran: DONE is not recorded, so the task must run again.
+    reporter = RecordingReporter(last_answer=Outcome.UNAUTHORIZED)
+
+    assert run_task(TaskMessage(7, 1), reporter, Work()) is Ending.UNAUTHORIZED
+    assert reporter.reports == [(7, TaskStatus.IN_PROGRESS), (7, TaskStatus.DONE)]

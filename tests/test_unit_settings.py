@@ -20,6 +20,8 @@ CUSTOM_ENV = {
     "RMQ_MANAGEMENT_PUBLIC_URL": "https://public.example/rabbit/",
     "TASK_COUNTER_PATH": "/var/lib/demo/counter",
     "TASK_STORE_LIMIT": "500",
+    "LIVE_STREAM_LIMIT": "20",
+    "ALLOWED_HOSTS": "localhost,192.168.1.10",
     "LOG_LEVEL": "DEBUG",
     "RESULT_BACKEND": "rpc://",
     "BEAT_INTERVAL": "5",
@@ -35,6 +37,8 @@ CUSTOM_VALUES = {
     "rmq_management_public_url": "https://public.example/rabbit/",
     "task_counter_path": "/var/lib/demo/counter",
     "task_store_limit": 500,
+    "live_stream_limit": 20,
+    "allowed_hosts": "localhost,192.168.1.10",
     "log_level": "DEBUG",
     "result_backend": "rpc://",
     "beat_interval": 5,
@@ -55,6 +59,8 @@ def test_empty_environment_gives_the_localhost_defaults() -> None:
     assert settings.rmq_management_public_url == "http://localhost:15672/"
     assert settings.task_counter_path == ".state/task_counter"
     assert settings.task_store_limit == 10_000
+    assert settings.live_stream_limit == 100
+    assert settings.allowed_host_names == {"localhost", "127.0.0.1", "::1", "api"}
     assert settings.log_level == "INFO"
 
 
@@ -111,6 +117,17 @@ def test_bad_task_store_limit_is_rejected_naming_the_variable(raw: str) -> None:
         Settings.from_env({"TASK_STORE_LIMIT": raw})
 
 
+@pytest.mark.parametrize(("raw", "value"), [("1", 1), ("10000", 10_000)])
+def test_live_stream_limit_in_range_is_accepted(raw: str, value: int) -> None:
+    assert Settings.from_env({"LIVE_STREAM_LIMIT": raw}).live_stream_limit == value
+
+
+@pytest.mark.parametrize("raw", ["many", "0", "-1", "10001", "2.5"])
+def test_bad_live_stream_limit_is_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="LIVE_STREAM_LIMIT"):
+        Settings.from_env({"LIVE_STREAM_LIMIT": raw})
+
+
 @pytest.mark.parametrize(
     "url",
     ["http://student:qwerty@localhost:5672/", "localhost:5672", "rabbitmq", "redis://localhost/"],
@@ -143,6 +160,26 @@ def test_http_urls_with_another_scheme_are_rejected_naming_the_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({variable: url})
+
+
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        ("teacher.local", {"teacher.local"}),
+        (" 192.168.1.10 , Teacher-PC ", {"192.168.1.10", "teacher-pc"}),
+        ("[fe80::1],localhost", {"fe80::1", "localhost"}),
+    ],
+)
+def test_allowed_hosts_are_read_as_an_origin_names_them(raw: str, names: set[str]) -> None:
+    assert Settings.from_env({"ALLOWED_HOSTS": raw}).allowed_host_names == names
+
+
+@pytest.mark.parametrize(
+    "raw", ["localhost:8080", "http://192.168.1.10", "a,,b", "localhost,", "::1", "*", "a b", "x/"]
+)
+def test_bad_allowed_hosts_are_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="ALLOWED_HOSTS"):
+        Settings.from_env({"ALLOWED_HOSTS": raw})
 
 
 def test_unknown_log_level_is_rejected_naming_the_variable() -> None:

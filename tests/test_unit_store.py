@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from api.model import Method, StatusReport, Task
 from api.store import (
+    StoreFull,
     TaskNumbers,
     TaskStore,
     TransitionNotAllowed,
@@ -271,14 +272,37 @@ def test_set_celery_id(tmp_path: Path) -> None:
     store.set_celery_id(task.task_num, "abc-123")
 
     assert task.celery_id == "abc-123"
-    with pytest.raises(UnknownTask):
-        store.set_celery_id(99, "x")
+    store.set_celery_id(99, "x")  # purged meanwhile: nothing to note, nothing to fail
+
+
+def test_discard_waiting_forgets_only_the_pending_tasks_of_one_method(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    waiting = [store.create(Method.RMQ, 1, fail=False) for _ in range(3)]
+    running = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(StatusReport(running.task_num, TaskStatus.IN_PROGRESS, "w"))
+    celery = store.create(Method.CELERY, 1, fail=False)
+    forgotten: list[int] = []
+    store.add_discard_listener(forgotten.append)
+
+    assert store.discard_waiting(Method.RMQ) == 3
+
+    assert forgotten == [task.task_num for task in waiting]
+    assert {task.task_num for task in store.recent()} == {running.task_num, celery.task_num}
+
+
+def finished(store: TaskStore, count: int) -> list[Task]:
+    """``count`` tasks created and finished one after the other."""
+    tasks = []
+    for _ in range(count):
+        tasks.append(task := store.create(Method.RMQ, 1, fail=False))
+        store.update_status(StatusReport(task.task_num, TaskStatus.DONE, "w"))
+    return tasks
 
 
 def test_eviction_past_the_limit_keeps_the_newest(tmp_path: Path) -> None:
     store = new_store(tmp_path, limit=10)
 
-    tasks = [store.create(Method.RMQ, 1, fail=False) for _ in range(25)]
+    tasks = finished(store, 25)
 
     assert len(store) == 10
     assert [task.task_num for task in store.recent()] == list(range(25, 15, -1))
@@ -289,18 +313,61 @@ def test_eviction_past_the_limit_keeps_the_newest(tmp_path: Path) -> None:
         assert store.get(task.task_num) is task
 
 
-def test_eviction_is_by_creation_order_not_by_last_update(tmp_path: Path) -> None:
+def test_the_task_that_finished_first_is_evicted_first(tmp_path: Path) -> None:
     store = new_store(tmp_path, limit=3)
-    first = store.create(Method.RMQ, 1, fail=False)
-    store.create(Method.RMQ, 1, fail=False)
-    store.create(Method.RMQ, 1, fail=False)
-    store.update_status(StatusReport(first.task_num, TaskStatus.IN_PROGRESS, "w"))
+    first, second, third = (store.create(Method.RMQ, 1, fail=False) for _ in range(3))
+    store.update_status(StatusReport(second.task_num, TaskStatus.DONE, "w"))
+    store.update_status(StatusReport(first.task_num, TaskStatus.ERROR, "w"))
 
     store.create(Method.RMQ, 1, fail=False)
+    assert [task.task_num for task in store.recent()] == [4, 3, 1]
+    store.create(Method.RMQ, 1, fail=False)
+    assert [task.task_num for task in store.recent()] == [5, 4, 3]
 
-    with pytest.raises(UnknownTask):
-        store.get(first.task_num)
-    assert [task.task_num for task in store.recent()] == [4, 3, 2]
+
+def test_an_unfinished_task_is_never_evicted(tmp_path: Path) -> None:
+    # The probe: one task IN_PROGRESS, then batch after batch. Its DONE must still find it.
+    store = new_store(tmp_path, limit=10)
+    running = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(StatusReport(running.task_num, TaskStatus.IN_PROGRESS, "w"))
+    waiting = [store.create(Method.RMQ, 1, fail=False) for _ in range(9)]
+
+    with pytest.raises(StoreFull) as refused:
+        store.create(Method.RMQ, 1, fail=False)
+    with pytest.raises(StoreFull):
+        store.create_many(3, Method.RMQ, 1, fail=False)
+
+    assert "TASK_STORE_LIMIT" in str(refused.value) and refused.value.message_ru
+    assert len(store) == 10 and store.room() == 0
+    assert store.update_status(StatusReport(running.task_num, TaskStatus.DONE, "w")) is running
+    # Now one task is finished: exactly one new task fits, and it takes the finished one's place.
+    [newcomer] = store.create_many(1, Method.RMQ, 1, fail=False)
+    assert {t.task_num for t in store.recent()} == {t.task_num for t in waiting} | {newcomer.task_num}
+
+
+def test_a_batch_gets_room_for_all_of_it_or_nothing(tmp_path: Path) -> None:
+    store = new_store(tmp_path, limit=10)
+    finished(store, 4)
+    store.create_many(3, Method.RMQ, 1, fail=False)
+    assert store.room() == 7  # 3 free places and 4 finished tasks
+
+    with pytest.raises(StoreFull, match="room for 7 more tasks, 8 asked"):
+        store.create_many(8, Method.RMQ, 1, fail=False)
+
+    assert len(store) == 7  # nothing was created
+    assert len(store.create_many(7, Method.RMQ, 1, fail=False)) == 7
+    assert store.room() == 0
+
+
+def test_a_discarded_finished_task_makes_no_room_twice(tmp_path: Path) -> None:
+    store = new_store(tmp_path, limit=10)
+    [task] = finished(store, 1)
+    store.discard(task.task_num)
+
+    assert store.room() == 10
+    store.create_many(10, Method.RMQ, 1, fail=False)
+    with pytest.raises(StoreFull):
+        store.create(Method.RMQ, 1, fail=False)
 
 
 def test_recent_is_newest_first_and_limited(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from api.model import Method
 from api.validation import (
     MAX_BATCH,
     MAX_ROUTING_KEY,
+    MAX_WORK,
     MAX_WORKER_ID,
     StatusReport,
     TaskRequest,
@@ -151,6 +152,25 @@ def test_parse_task_request_names_the_bad_field(data: dict[str, object], field: 
 def test_parse_task_request_huge_timeout_is_a_bad_timeout() -> None:
     # What json.loads makes of a 401-digit number in the body of POST /api/tasks.
     assert field_of(parse_task_request, {"method": "rmq", "timeout": 10**400}) == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("count", "timeout", "ok"),
+    [(1, 3600, True), (1000, 3.6, True), (2, 1800, True), (2, 1800.5, False),
+     (1000, 3600, False), (1000, 3.61, False)],
+)
+def test_a_request_queues_at_most_max_work_seconds_in_all(count, timeout, ok: bool) -> None:
+    data = {"method": "rmq", "timeout": timeout, "count": count}
+    form = {"processing_timeout": str(timeout), "count": str(count)}
+    for parse, sent in ((parse_task_request, data), (lambda d: parse_task_form(Method.RMQ, d), form)):
+        if ok:
+            assert parse(sent).count == count
+            continue
+        with pytest.raises(InvalidField) as refused:
+            parse(sent)
+        assert refused.value.field == "count"
+        assert f"at most {MAX_WORK:g} seconds" in str(refused.value)
+        assert f"{MAX_WORK:g} секунд" in refused.value.message_ru
 
 
 # --- parse_task_form -----------------------------------------------------------------------------

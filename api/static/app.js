@@ -10,6 +10,7 @@ const PING_EVERY_MS = 500;
 const PING_TIMEOUT_MS = 1000;
 const STALLED_AFTER_MS = 1500; // no answer for this long: the heartbeat turns red
 const RECONNECT_MS = 3000; // only if the stream failed for good: EventSource retries by itself
+const REFUSED_RETRY_MS = 30000; // the server refused the stream (too many pages): wait longer
 
 const METHOD_LABELS = { rmq: "RabbitMQ", celery: "Celery" };
 const FIELD_LABELS = {
@@ -79,6 +80,8 @@ function errorText(data) {
   const label = FIELD_LABELS[data.field];
   // A bad field comes with a Russian message_ru; the page names the field as its form does.
   if (label && data.message_ru) return `${label}: ${data.message_ru}`;
+  // Other errors a person can act on (a refused Origin, a full store) say it in Russian too.
+  if (data.message_ru) return String(data.message_ru);
   return String(data.error || "неизвестная ошибка");
 }
 
@@ -209,38 +212,76 @@ function tickDuration(cell) {
 
 // ------------------------------------------------------------------ workers panel
 
-function renderWorkers(list, workers) {
-  if (!workers.length) {
-    list.replaceChildren(
-      el("li", { class: "empty" }, "Исполнители появятся, когда возьмут первую задачу."),
-    );
-    return;
+/** The workers panel: the snapshot's rows, then only the rows that changed or left. */
+class WorkerList {
+  constructor(list) {
+    this.list = list;
+    this.workers = new Map(); // worker_id -> row
   }
-  list.replaceChildren(
-    ...workers.map((worker) => {
-      const busy = worker.running.length > 0;
-      const doing = busy
-        ? `выполняет ${worker.running.map((n) => `№${n}`).join(", ")}`
-        : "свободен";
-      return el(
-        "li",
-        { "data-worker": worker.worker_id, "data-busy": String(busy) },
-        el(
-          "div",
-          { class: "worker-head" },
-          badge(worker.method),
-          el("code", {}, worker.worker_id),
-          el("span", { class: "finished" }, `готово: ${worker.finished}`),
-        ),
-        el("span", { class: busy ? "doing busy" : "doing" }, doing),
+
+  replaceAll(workers) {
+    this.workers = new Map(workers.map((worker) => [worker.worker_id, worker]));
+    this.render();
+  }
+
+  apply({ changed, gone }) {
+    for (const worker of changed) this.workers.set(worker.worker_id, worker);
+    for (const workerId of gone) this.workers.delete(workerId);
+    this.render();
+  }
+
+  render() {
+    if (!this.workers.size) {
+      this.list.replaceChildren(
+        el("li", { class: "empty" }, "Исполнители появятся, когда возьмут первую задачу."),
       );
-    }),
-  );
+      return;
+    }
+    const names = [...this.workers.keys()].sort();
+    this.list.replaceChildren(...names.map((name) => this.item(this.workers.get(name))));
+  }
+
+  item(worker) {
+    const busy = worker.running.length > 0;
+    const doing = busy ? `выполняет ${worker.running.map((n) => `№${n}`).join(", ")}` : "свободен";
+    return el(
+      "li",
+      { "data-worker": worker.worker_id, "data-busy": String(busy) },
+      el(
+        "div",
+        { class: "worker-head" },
+        badge(worker.method),
+        el("code", {}, worker.worker_id),
+        el("span", { class: "finished" }, `готово: ${worker.finished}`),
+      ),
+      el("span", { class: busy ? "doing busy" : "doing" }, doing),
+    );
+  }
 }
 
 // ------------------------------------------------------------------ event stream
 
-function connectEvents(table, workerList, stateLabel, onTask) {
+/**
+ * Why the server refused the stream outright (EventSource is not told): the same request with
+ * fetch, dropped as soon as its answer starts. Null if it is accepted now, or nobody answers.
+ */
+async function whyStreamRefused() {
+  const controller = new AbortController();
+  try {
+    const response = await fetch("/api/events", {
+      signal: controller.signal,
+      headers: { Accept: "application/json" },
+    });
+    if (response.ok) return null;
+    return errorText(await response.json().catch(() => ({})));
+  } catch {
+    return null; // the server is away: an outage, retried as usual
+  } finally {
+    controller.abort();
+  }
+}
+
+function connectEvents(table, workers, stateLabel, onTask) {
   const setState = (state, text) => {
     stateLabel.dataset.state = state;
     stateLabel.textContent = text;
@@ -251,7 +292,7 @@ function connectEvents(table, workerList, stateLabel, onTask) {
   source.addEventListener("snapshot", (event) => {
     const snapshot = JSON.parse(event.data);
     table.replaceAll(snapshot.tasks);
-    renderWorkers(workerList, snapshot.workers);
+    workers.replaceAll(snapshot.workers);
   });
   source.addEventListener("tasks", (event) => {
     for (const task of JSON.parse(event.data)) {
@@ -259,14 +300,21 @@ function connectEvents(table, workerList, stateLabel, onTask) {
       onTask(task);
     }
   });
-  source.addEventListener("workers", (event) => renderWorkers(workerList, JSON.parse(event.data)));
-  source.addEventListener("error", () => {
+  source.addEventListener("workers", (event) => workers.apply(JSON.parse(event.data)));
+  source.addEventListener("error", async () => {
     // The browser reconnects by itself unless the server refused the stream outright.
-    if (source.readyState === EventSource.CLOSED) {
-      setState("offline", "нет связи, повтор…");
-      setTimeout(() => connectEvents(table, workerList, stateLabel, onTask), RECONNECT_MS);
-    } else {
+    if (source.readyState !== EventSource.CLOSED) {
       setState("connecting", "переподключение…");
+      return;
+    }
+    const reason = await whyStreamRefused();
+    if (reason === null) {
+      setState("offline", "нет связи, повтор…");
+      setTimeout(() => connectEvents(table, workers, stateLabel, onTask), RECONNECT_MS);
+    } else {
+      // Too many open pages (or another refusal): say so and try again later, not at once.
+      setState("refused", `${reason} (повтор через ${REFUSED_RETRY_MS / 1000} с)`);
+      setTimeout(() => connectEvents(table, workers, stateLabel, onTask), REFUSED_RETRY_MS);
     }
   });
 }
@@ -284,7 +332,7 @@ function queueRow(queue, statisticsError) {
       "tr",
       { "data-queue": queue.name },
       name,
-      el("td", { colspan: 3, class: "empty" }, "ещё не создана"),
+      el("td", { colspan: 4, class: "empty" }, "ещё не создана"),
     );
   }
   const number = (value) => el("td", { class: "number" }, value === null ? "…" : String(value));
@@ -298,7 +346,35 @@ function queueRow(queue, statisticsError) {
     number(queue.messages_ready),
     unacked,
     number(queue.consumers),
+    el("td", {}, queue.purge_url && queue.messages_ready
+      ? el("button", { type: "button", class: "danger small", "data-purge": queue.purge_url,
+        "data-name": queue.name, title: "Удалить сообщения, которые ждут в очереди" },
+      "Очистить")
+      : null),
   );
+}
+
+/** The queues panel's "Очистить": empty test_direct or celery, after the user confirms it. */
+function purgeOnClick(rows, answer) {
+  rows.addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-purge]");
+    if (!button) return;
+    const name = button.dataset.name;
+    const question = `Удалить все сообщения, которые ждут в очереди ${name}? ` +
+      "Их задачи пропадут из таблицы; задачи, которые уже выполняются, продолжатся.";
+    if (!window.confirm(question)) return;
+    button.disabled = true;
+    say(answer, `Очищаем ${name}…`, "wait");
+    const { ok, data } = await fetchJson(button.dataset.purge, { method: "POST" });
+    say(
+      answer,
+      ok
+        ? `Очередь ${data.queue}: удалено сообщений — ${data.purged}, ` +
+            `задач убрано из таблицы — ${data.discarded}.`
+        : `Не получилось: ${errorText(data)}`,
+      ok ? "ok" : "error",
+    );
+  });
 }
 
 function renderQueues(rows, errorBox, data) {
@@ -515,7 +591,7 @@ function sendTasksWithFetch(form) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     say(answer, "Отправляем…", "wait");
-    const { ok, status, data } = await fetchJson("/api/tasks", {
+    const { ok, data } = await fetchJson("/api/tasks", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -525,8 +601,8 @@ function sendTasksWithFetch(form) {
       say(answer, `Отправлено через ${METHOD_LABELS[method]}: ${taskNumbers(data.tasks)}`);
       return;
     }
-    const unavailable = status === 503 ? "Брокер недоступен, задачи не отправлены: " : "";
-    say(answer, unavailable + errorText(data), "error");
+    // A 503 (the broker is down, or the store is full) says why in Russian, like a bad field.
+    say(answer, errorText(data), "error");
     const input = fields[FORM_FIELDS[data.field] || data.field];
     if (input) {
       input.setAttribute("aria-invalid", "true");
@@ -641,7 +717,7 @@ function main() {
   };
   connectEvents(
     table,
-    document.getElementById("worker-list"),
+    new WorkerList(document.getElementById("worker-list")),
     document.getElementById("stream-state"),
     onTask,
   );
@@ -650,6 +726,7 @@ function main() {
     document.getElementById("queues-error"),
     deadLetters,
   );
+  purgeOnClick(document.getElementById("queue-rows"), document.getElementById("queues-answer"));
   deadLetters.refresh();
   startHeartbeat(document.getElementById("heartbeat"));
   for (const form of document.querySelectorAll("form.task-form")) sendTasksWithFetch(form);
