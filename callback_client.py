@@ -134,8 +134,8 @@ class StatusReporter:
     def _tell_refused(self) -> None:
         """Loud, but once a minute: every task meets the same 401 until the token is fixed."""
         with self._refusal_lock:
-            now = self._clock()
-            if self._refusal_logged_at is not None and now - self._refusal_logged_at < REFUSED_LOG_EVERY:
+            now, last = self._clock(), self._refusal_logged_at
+            if last is not None and now - last < REFUSED_LOG_EVERY:
                 return
             self._refusal_logged_at = now
         log.error(

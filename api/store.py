@@ -44,8 +44,8 @@ class StoreFull(RuntimeError):
         )
         self.message_ru = (
             f"В памяти API нет места: можно добавить задач — {room}, а отправлено {asked}."
-            f" Все {limit} задач (TASK_STORE_LIMIT) ещё не завершены; дождитесь их"
-            " или очистите очередь"
+            f" API держит {limit} задач (TASK_STORE_LIMIT), и место освобождают только"
+            " завершённые: дождитесь их или очистите очередь"
         )
 
 
@@ -155,7 +155,7 @@ class TaskStore:
             raise UnknownTask(task_num) from None
 
     def discard(self, task_num: int) -> None:
-        """Forget a task that was never handed to a broker: nobody will ever report on it."""
+        """Forget a task nobody will ever report on: never sent, or purged from its queue."""
         if self._tasks.pop(task_num, None) is not None:
             self._finished.pop(task_num, None)
             for listener in self._discard_listeners:

@@ -175,7 +175,7 @@ class Consumer:
         self._settle(connection, channel, delivery_tag, verdict)
 
     def _wait_unless_stopping(self, seconds: float) -> bool:
-        """The simulated work: False if a shutdown cut it short."""
+        """The simulated work, or a pause: False if a shutdown cut it short."""
         return not self._stopping.wait(seconds)
 
     @staticmethod
