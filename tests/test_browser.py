@@ -330,6 +330,12 @@ def test_screenshot_of_tasks_in_every_status(page: Page, api: ApiClient, consume
         timeout=10 * SECOND)
     # The consumer takes three at a time (prefetch 3): the fourth waits in the queue.
     running = api.send("rmq", timeout=3, count=4) + api.send("celery", timeout=3)
+    # Celery's lessons in the picture too: a retry counting down, and a chain.
+    running += api.send("celery", timeout=0, fail=True)
+    chain = api.session.post(api.url("/api/workflows"), timeout=10,
+                             json={"kind": "chain", "count": 2, "timeout": 2})
+    running += chain.json()["tasks"]
+    expect(page.locator("#task-rows small.tries").first).to_be_visible(timeout=10 * SECOND)
     for status in ("PENDING", "IN_PROGRESS", "DONE", "ERROR"):
         expect(page.locator(f'#task-rows tr[data-status="{status}"]').first).to_be_visible(
             timeout=10 * SECOND)
@@ -343,7 +349,7 @@ def test_screenshot_of_tasks_in_every_status(page: Page, api: ApiClient, consume
         page.locator(".live").evaluate("live => live.scrollIntoView()")
         page.screenshot(path=path, animations="disabled")
     # Leave the shared workers idle for the next test.
-    api.wait_final([task["task_num"] for task in running])
+    api.wait_final([task["task_num"] for task in running], timeout=60)
 
 
 def test_a_celery_retry_counts_down_and_the_task_is_seen_through_celerys_eyes(
