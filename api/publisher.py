@@ -154,7 +154,7 @@ class Publisher:
                 except aio_pika.exceptions.ChannelNotFoundEntity:
                     counts[name] = None
                     continue
-                except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
+                except AMQP_ERRORS as exc:
                     raise BrokerUnavailable(f"queue.declare failed: {exc!r}") from exc
             result = queue.declaration_result
             counts[name] = (result.message_count, result.consumer_count)

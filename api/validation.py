@@ -15,6 +15,7 @@ from common.messages import (
     parse_flag,
     parse_task_num,
     parse_timeout,
+    require,
 )
 from common.statuses import TaskStatus
 
@@ -117,10 +118,7 @@ def parse_routing_key(value: Any) -> str:
 
 def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
     """The JSON API's ``POST /api/tasks`` body."""
-    if "method" not in data:
-        raise InvalidField("method", "is missing", "не указано")
-    if "timeout" not in data:
-        raise InvalidField("timeout", "is missing", "не указано")
+    require(data, "method", "timeout")
     return _bounded(TaskRequest(
         method=parse_choice(Method, data["method"], "method"),
         timeout=parse_timeout(data["timeout"]),
@@ -133,9 +131,7 @@ def parse_task_request(data: Mapping[str, Any]) -> TaskRequest:
 
 def parse_workflow_request(data: Mapping[str, Any]) -> WorkflowRequest:
     """``POST /api/workflows``: ``{"kind", "count", "timeout", "fail_member"}``."""
-    for name in ("kind", "count", "timeout"):
-        if name not in data:
-            raise InvalidField(name, "is missing", "не указано")
+    require(data, "kind", "count", "timeout")
     low, high = WORKFLOW_SIZES
     count = data["count"]
     if isinstance(count, bool) or not isinstance(count, int) or not low <= count <= high:
@@ -211,9 +207,7 @@ def parse_limit(raw: str, maximum: int) -> int:
 
 def parse_status_report(data: Mapping[str, Any]) -> StatusReport:
     """The workers' callback body; ``worker_id`` and ``redelivered`` may be left out."""
-    for name in ("task_num", "task_status"):
-        if name not in data:
-            raise InvalidField(name, "is missing", "не указано")
+    require(data, "task_num", "task_status")
     try:
         status = TaskStatus(data["task_status"])
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 MAX_TIMEOUT = 3600.0
@@ -25,6 +26,14 @@ class InvalidField(ValueError):
 
 
 SECONDS = ("must be a number of seconds", "нужно число секунд")
+
+
+def require(data: Mapping[str, Any], *names: str) -> None:
+    """Every field in ``names`` is present in ``data``; the first one missing is named."""
+    for name in names:
+        if name not in data:
+            raise InvalidField(name, "is missing", "не указано")
+
 POSITIVE_INTEGER = ("must be a positive integer", "нужно целое число больше нуля")
 
 
@@ -96,9 +105,7 @@ class TaskMessage:
     def from_dict(cls, data: dict[str, Any]) -> TaskMessage:
         """Check every field; the consumer (from a body) and the Celery task (from its keyword
         arguments) both build their message here, so the two paths accept exactly the same."""
-        for name in ("task_num", "timeout"):
-            if name not in data:
-                raise InvalidField(name, "is missing", "не указано")
+        require(data, "task_num", "timeout")
         return cls(
             task_num=parse_task_num(data["task_num"]),
             timeout=parse_timeout(data["timeout"]),
