@@ -17,7 +17,7 @@ help:
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
-	@echo "make definitions - regenerate rmq/definitions.json from common/topology.py"
+	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -56,9 +56,11 @@ test: venv rmq redis browser lint
 bench: venv rmq redis
 	$(PYTHON) -m bench
 
-# rmq/definitions.json is generated from common/topology.py; a test fails when it is stale.
+# rmq/definitions.json (classic queues) and definitions.quorum.json (a cluster's) are generated
+# from common/topology.py; a test fails when either is stale.
 definitions: venv
 	$(PYTHON) -m rmq.definitions
+	$(PYTHON) -m rmq.definitions --queue-type quorum
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .hypothesis

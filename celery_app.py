@@ -14,11 +14,14 @@ from common.settings import Settings
 
 
 def create_celery_app(settings: Settings) -> Celery:
+    # RMQ_URL may list a cluster's nodes separated by ";": Celery's own failover syntax, so the
+    # worker and the API's client move to the next node when theirs is lost.
     app = Celery(
         "demo", broker=settings.rmq_url, backend=settings.result_backend, include=["celery_tasks"]
     )
     app.conf.update(
         task_default_queue=topology.CELERY_QUEUE,
+        **_queue_type_settings(settings.rmq_queue_type),
         # One periodic task for Celery Beat. The schedule lives in the Beat process's memory:
         # nothing to store, and a restarted Beat simply starts counting again.
         beat_schedule={
@@ -58,6 +61,20 @@ def create_celery_app(settings: Settings) -> Celery:
         result_expires=3600,
     )
     return app
+
+
+def _queue_type_settings(queue_type: str) -> dict[str, str]:
+    """What Celery needs to keep its queue as the demo's: classic or quorum (RMQ_QUEUE_TYPE)."""
+    if queue_type == topology.CLASSIC:
+        return {}
+    return {
+        # The worker sees the quorum queue and switches off global QoS, which quorum queues
+        # lack (worker_detect_quorum_queues, on by default): the prefetch is per consumer.
+        "task_default_queue_type": topology.QUORUM,
+        # Retries with a countdown then wait in the broker (native delayed delivery), not in
+        # the worker's memory. Celery does that through topic exchanges only, never direct.
+        "task_default_exchange_type": "topic",
+    }
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from amqp.exceptions import AMQPError
 from celery import Celery, chain, chord, group, uuid
 from celery.backends.rpc import BacklogLimitExceeded, RPCBackend
 from celery.canvas import Signature
@@ -106,8 +107,9 @@ class CeleryClient:
         await self._broker_ready()
         try:
             return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
-        except OperationalError as exc:
-            raise BrokerUnavailable(f"Celery could not reach the broker: {exc}") from exc
+        except (OperationalError, AMQPError, OSError) as exc:
+            # AMQPError: a channel error, such as NOT_FOUND for a queue whose only node is down.
+            raise BrokerUnavailable(f"Celery could not reach the broker: {exc!r}") from exc
         except TimeoutError:
             raise BrokerUnavailable("Celery could not reach the broker in time") from None
 

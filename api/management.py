@@ -29,7 +29,8 @@ class ManagementUnavailable(RuntimeError):
 
 class ManagementClient:
     def __init__(self, settings: Settings) -> None:
-        self._base_url = settings.rmq_management_url.rstrip("/") + "/api"
+        # One node's, or each node's of a cluster: any of them answers for the whole cluster.
+        self._base_urls = [url.rstrip("/") + "/api" for url in settings.rmq_management_urls]
         # "/" is a valid vhost name, and the default: in a URL path it must read %2F.
         self._vhost = quote(settings.rmq_vhost, safe="")
         self._authorization = aiohttp.encode_basic_auth(settings.rmq_user, settings.rmq_password)
@@ -73,32 +74,46 @@ class ManagementClient:
         return [] if found is None else found  # None: the queue is not declared yet
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The decoded JSON answer, or None for 404; raises ManagementUnavailable otherwise."""
+        """The decoded JSON answer, or None for 404; raises ManagementUnavailable otherwise.
+
+        A node that does not answer at all is skipped for the next; the one that answered is
+        asked first from then on.
+        """
         if self._session is None:
             raise ManagementUnavailable("the client is not open")
-        try:
-            async with self._session.request(method, self._base_url + path, **kwargs) as answer:
-                if answer.status == 404:
-                    return None
-                if answer.status in (401, 403):
-                    raise ManagementUnavailable(f"HTTP {answer.status}: login or rights refused")
-                if answer.status >= 400:
-                    raise ManagementUnavailable(f"HTTP {answer.status}")
-                result = await answer.json()
-        except ManagementUnavailable as exc:
-            self._note_failure(str(exc))
-            raise
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self._note_failure(reason)
-            raise ManagementUnavailable(reason) from exc
-        if self._last_error is not None:
-            log.info("management API at %s answers again", self._base_url)
-            self._last_error = None
-        return result
+        for _ in range(len(self._base_urls)):
+            try:
+                result = await _ask(self._session, method, self._base_urls[0] + path, **kwargs)
+            except ManagementUnavailable as exc:
+                self._note_failure(str(exc))
+                raise
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                self._note_failure(reason)
+                self._base_urls.append(self._base_urls.pop(0))
+                continue
+            if self._last_error is not None:
+                log.info("management API at %s answers again", self._base_urls[0])
+                self._last_error = None
+            return result
+        raise ManagementUnavailable(self._last_error)
 
     def _note_failure(self, reason: str) -> None:
         # Every open page polls every two seconds: log when it breaks, not at every poll.
         if self._last_error is None:
-            log.warning("management API at %s unavailable: %s", self._base_url, reason)
+            log.warning("management API at %s unavailable: %s", self._base_urls[0], reason)
         self._last_error = reason
+
+
+async def _ask(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Any:
+    async with session.request(method, url, **kwargs) as answer:
+        if answer.status == 404:
+            return None
+        if answer.status in (401, 403):
+            raise ManagementUnavailable(f"HTTP {answer.status}: login or rights refused")
+        if answer.status >= 400:
+            raise ManagementUnavailable(f"HTTP {answer.status}")
+        try:
+            return await answer.json()
+        except ValueError as exc:
+            raise ManagementUnavailable(f"not JSON: {exc}") from exc

@@ -1,33 +1,37 @@
-"""Publishing to RabbitMQ directly: one robust aio-pika connection for the whole process.
+"""Publishing to RabbitMQ directly: one aio-pika connection for the whole process.
 
 A connection per request is the classic mistake: it costs a TCP and AMQP handshake each time and
 floods the broker with connections. Here the connection is opened once, in the background so that
-the API serves (and ``/healthz`` tells the truth) even while the broker is still starting.
+the API serves (and ``/healthz`` tells the truth) even while the broker is still starting, and
+opened again, to the next node of a cluster, when it is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from api.errors import BrokerUnavailable
 from common import topology
 from common.messages import TaskMessage
-from common.settings import Settings
+from common.settings import Settings, mask_password
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT = 5.0
 # How long a publish waits for a reconnecting broker before the client gets a 503.
 CONNECT_WAIT = 2.0
+CONNECT_TIMEOUT = 5.0
+RECONNECT_DELAY_MIN = 0.5
 RECONNECT_DELAY_MAX = 10.0
-# Once connected, how often the robust connection retries after losing the broker (default 5 s).
-RECONNECT_INTERVAL = 2.0
+# What connecting to a node that is down or refuses us may raise.
+CONNECT_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError)
 # What a call on a lost or closing connection may raise: each becomes BrokerUnavailable.
 AMQP_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeError)
 
@@ -35,9 +39,9 @@ AMQP_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeErro
 class Publisher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
-        self._connector: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
     @property
@@ -49,30 +53,42 @@ class Publisher:
         )
 
     def start(self) -> None:
-        self._connector = asyncio.create_task(self._connect_until_done())
+        self._keeper = asyncio.create_task(self._stay_connected())
 
-    async def _connect_until_done(self) -> None:
-        delay = 0.5
-        while not self._closing.is_set():
-            try:
-                await self._connect()
+    async def _stay_connected(self) -> None:
+        """Connect to the first node that answers; when that connection is lost, to the next.
+
+        aio-pika's robust connection only ever returns to its own URL. This loop walks the
+        nodes RMQ_URL lists, so losing one node of a cluster leaves the API publishing; with
+        one URL it simply reconnects there. Only a round in which every node failed waits,
+        with a backoff capped at RECONNECT_DELAY_MAX.
+        """
+        urls = self._settings.rmq_urls
+        delay = RECONNECT_DELAY_MIN
+        failures = 0
+        for url in itertools.cycle(urls):
+            if self._closing.is_set():
                 return
-            except (TimeoutError, aio_pika.exceptions.AMQPError, OSError) as exc:
-                log.warning(
-                    "broker %s not reachable (%s), retrying in %.1f s",
-                    self._settings.rmq_url_masked, exc or type(exc).__name__, delay,
-                )
-            # Sleep until the next attempt, or until close() asks us to stop.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
-            delay = min(delay * 2, RECONNECT_DELAY_MAX)
+            try:
+                connection = await self._connect(url)
+            except CONNECT_ERRORS as exc:
+                failures += 1
+                log.warning("broker %s not reachable (%s)",
+                            mask_password(url), exc or type(exc).__name__)
+                if failures % len(urls) == 0:
+                    log.warning("no node answers, next round in %.1f s", delay)
+                    await self._sleep_unless_closing(delay)
+                    delay = min(delay * 2, RECONNECT_DELAY_MAX)
+                continue
+            delay, failures = RECONNECT_DELAY_MIN, 0
+            await self._until_lost(connection)
+            if not self._closing.is_set():
+                log.warning("lost the connection to %s, connecting again%s", mask_password(url),
+                            " to the next node" if len(urls) > 1 else "")
 
-    async def _connect(self) -> None:
-        # After this first connect the robust connection re-opens itself and re-declares
-        # the exchange, queues and bindings below whenever the broker comes back.
-        connection = await aio_pika.connect_robust(
-            self._settings.rmq_url, timeout=5, reconnect_interval=RECONNECT_INTERVAL
-        )
+    async def _connect(self, url: str) -> AbstractConnection:
+        """Connect to ``url`` and declare the exchanges, queues and bindings there."""
+        connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
         try:
             channel = await connection.channel(publisher_confirms=True)
             exchanges = {
@@ -81,7 +97,7 @@ class Publisher:
                 )
                 for spec in topology.EXCHANGES
             }
-            for spec in topology.QUEUES:
+            for spec in topology.queues(self._settings.rmq_queue_type):
                 queue = await channel.declare_queue(
                     spec.name, durable=spec.durable, arguments=spec.arguments
                 )
@@ -93,7 +109,27 @@ class Publisher:
             raise
         self._connection = connection
         self._exchange = exchanges[topology.EXCHANGE]
-        log.info("publisher connected to %s", self._settings.rmq_url_masked)
+        log.info("publisher connected to %s", mask_password(url))
+        return connection
+
+    async def _until_lost(self, connection: AbstractConnection) -> None:
+        """Return when the broker drops ``connection`` or :meth:`close` is called."""
+        lost = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: lost.set())
+        waiters = [asyncio.create_task(lost.wait()), asyncio.create_task(self._closing.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        if lost.is_set():
+            self._connection = self._exchange = None
+            with contextlib.suppress(*AMQP_ERRORS):
+                await connection.close()
+
+    async def _sleep_unless_closing(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def wait_connected(self, timeout: float = CONNECT_WAIT) -> None:
         """Give a (re)connecting broker a few seconds before telling the client it is down."""
@@ -179,9 +215,9 @@ class Publisher:
 
     async def close(self) -> None:
         self._closing.set()
-        if self._connector is not None:
-            # Not cancelled: a connect_robust() cancelled halfway leaves its reconnect task
-            # running with nobody to close it. An attempt ends within its 5 s timeout.
-            await self._connector
+        if self._keeper is not None:
+            # Not cancelled: a connect cancelled halfway may leave a connection nobody closes.
+            # An attempt ends within CONNECT_TIMEOUT.
+            await self._keeper
         if self._connection is not None:
             await self._connection.close()

@@ -15,8 +15,12 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from common.statuses import CALLBACK_PATH
+from common.topology import QUEUE_TYPES
 
 DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
+# RMQ_URL and RMQ_MANAGEMENT_URL may list several nodes of one cluster, as Celery's broker_url
+# does: "amqp://...@node-1/;amqp://...@node-2/". Clients use the first that answers.
+URL_SEPARATOR = ";"
 
 
 class SettingsError(ValueError):
@@ -30,8 +34,12 @@ def _env(name: str, **kwargs: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    # Not in repr(): the URL carries the password; log rmq_url_masked instead.
+    # Not in repr(): the URL carries the password; log rmq_url_masked instead. One URL, or the
+    # nodes of a cluster separated by ";" (see rmq_urls).
     rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL, repr=False)
+    # "classic" keeps the course's lesson as it is; "quorum" replicates the demo's queues over
+    # the nodes of a cluster (Raft), so that losing one node loses no message.
+    rmq_queue_type: str = _env("RMQ_QUEUE_TYPE", default="classic")
     # Where workers POST status reports. API_URL is the course's name for it; inside Docker the
     # host is the api service's name.
     callback_url: str = _env("API_URL", default=f"http://localhost:8080{CALLBACK_PATH}")
@@ -40,6 +48,7 @@ class Settings:
     # Empty means callbacks are open, as in the course; set it to require a bearer token.
     callback_token: str = _env("CALLBACK_TOKEN", default="", repr=False)
     # Management HTTP API: read by the API for the queues panel; credentials come from rmq_url.
+    # Several nodes' URLs separated by ";": the panel asks the next when one does not answer.
     rmq_management_url: str = _env("RMQ_MANAGEMENT_URL", default="http://localhost:15672/")
     # The link shown to the user's browser (the API may reach the broker under another name).
     rmq_management_public_url: str = _env(
@@ -94,17 +103,37 @@ class Settings:
         }
 
     def validate(self) -> None:
-        rmq = urlsplit(self.rmq_url)
-        if rmq.scheme not in ("amqp", "amqps"):
-            raise SettingsError("RMQ_URL must start with amqp:// or amqps://")
-        try:
-            _ = rmq.port  # urlsplit checks the port only when it is read
-        except ValueError:
-            raise SettingsError("RMQ_URL has a port that is not a number") from None
+        if not self.rmq_urls:
+            raise SettingsError("RMQ_URL lists no URL")
+        for url in self.rmq_urls:
+            rmq = urlsplit(url)
+            if rmq.scheme not in ("amqp", "amqps"):
+                raise SettingsError(
+                    "RMQ_URL must start with amqp:// or amqps:// (several URLs: separated by ;)"
+                )
+            try:
+                _ = rmq.port  # urlsplit checks the port only when it is read
+            except ValueError:
+                raise SettingsError("RMQ_URL has a port that is not a number") from None
+        # One user on one vhost: the nodes of a cluster share both, and so must the URLs.
+        if len({_login(url) for url in self.rmq_urls}) > 1:
+            raise SettingsError(
+                "RMQ_URL lists nodes with different users, passwords or vhosts:"
+                " the nodes of one cluster share them"
+            )
+        if self.rmq_queue_type not in QUEUE_TYPES:
+            raise SettingsError(
+                f"RMQ_QUEUE_TYPE must be {' or '.join(QUEUE_TYPES)}, got {self.rmq_queue_type!r}"
+            )
         for field in dataclasses.fields(self):
             if field.name not in _HTTP_URLS:
                 continue
-            if urlsplit(getattr(self, field.name)).scheme not in ("http", "https"):
+            urls = split_urls(getattr(self, field.name))
+            if not urls:
+                raise SettingsError(f"{field.metadata['env']} lists no URL")
+            if len(urls) > 1 and field.name not in _URL_LISTS:
+                raise SettingsError(f"{field.metadata['env']} must be one URL, not a list")
+            if not all(urlsplit(url).scheme in ("http", "https") for url in urls):
                 raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
         if urlsplit(self.result_backend).scheme not in ("redis", "rediss", "rpc"):
             raise SettingsError("RESULT_BACKEND must start with redis://, rediss:// or rpc://")
@@ -123,22 +152,30 @@ class Settings:
         return frozenset(name.strip().lower().strip("[]") for name in self.allowed_hosts.split(","))
 
     @property
+    def rmq_urls(self) -> tuple[str, ...]:
+        """Every node RMQ_URL lists, in its order: clients try them in turn."""
+        return split_urls(self.rmq_url)
+
+    @property
+    def rmq_management_urls(self) -> tuple[str, ...]:
+        return split_urls(self.rmq_management_url)
+
+    @property
     def rmq_user(self) -> str:
-        return unquote(urlsplit(self.rmq_url).username or "guest")
+        return _login(self.rmq_urls[0])[0]
 
     @property
     def rmq_password(self) -> str:
-        return unquote(urlsplit(self.rmq_url).password or "guest")
+        return _login(self.rmq_urls[0])[1]
 
     @property
     def rmq_vhost(self) -> str:
         """The vhost as AMQP clients read it from the URL: an empty path is the default ``/``."""
-        path = urlsplit(self.rmq_url).path
-        return unquote(path[1:]) if len(path) > 1 else "/"
+        return _login(self.rmq_urls[0])[2]
 
     @property
     def rmq_url_masked(self) -> str:
-        return mask_password(self.rmq_url)
+        return URL_SEPARATOR.join(mask_password(url) for url in self.rmq_urls)
 
 
 def mask_password(url: str) -> str:
@@ -152,11 +189,24 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def split_urls(urls: str) -> tuple[str, ...]:
+    """A ";"-separated list of URLs; spaces around them and empty items are ignored."""
+    return tuple(url.strip() for url in urls.split(URL_SEPARATOR) if url.strip())
+
+
+def _login(url: str) -> tuple[str, str, str]:
+    """(user, password, vhost) as AMQP clients read them from ``url``; RabbitMQ's guest if none."""
+    parts = urlsplit(url)
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return unquote(parts.username or "guest"), unquote(parts.password or "guest"), vhost
+
+
 # A DNS name or IPv4 address, or an IPv6 address in brackets: what a URL has between // and :port.
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 _HTTP_URLS = (
     "callback_url", "rmq_management_url", "rmq_management_public_url", "flower_public_url"
 )
+_URL_LISTS = ("rmq_management_url",)
 _INT_RANGES = {
     "api_port": (1, 65535),
     "task_store_limit": (10, 10**7),

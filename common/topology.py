@@ -24,6 +24,15 @@ BEAT_TASK = "celery_tasks.beat_tick"  # what Celery Beat sends on its schedule
 
 PREFETCH_COUNT = 3
 
+# The queue types of RMQ_QUEUE_TYPE (common.settings.QUEUE_TYPES).
+CLASSIC = "classic"
+QUORUM = "quorum"
+QUEUE_TYPES = (CLASSIC, QUORUM)
+# A quorum queue counts deliveries: a message whose consumers died (or that was requeued) this
+# many times goes to the dead letters instead of crashing consumers forever. A classic queue
+# cannot count, so there a poison message loops.
+DELIVERY_LIMIT = 5
+
 
 @dataclasses.dataclass(frozen=True)
 class Exchange:
@@ -47,8 +56,27 @@ class Binding:
 
 
 EXCHANGES = (Exchange(EXCHANGE), Exchange(DEAD_LETTER_EXCHANGE))
-QUEUES = (
-    Queue(QUEUE, arguments={"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}),
-    Queue(DEAD_LETTER_QUEUE),
-)
+
+
+def queues(queue_type: str = CLASSIC) -> tuple[Queue, ...]:
+    """The demo's own queues, classic or quorum (RMQ_QUEUE_TYPE).
+
+    A queue's type is fixed when it is declared: a vhost that has the classic ones answers a
+    quorum declaration with PRECONDITION_FAILED, so quorum mode needs a fresh vhost or cluster.
+    """
+    dead_lettered = {"x-dead-letter-exchange": DEAD_LETTER_EXCHANGE}
+    if queue_type == CLASSIC:
+        return Queue(QUEUE, arguments=dead_lettered), Queue(DEAD_LETTER_QUEUE)
+    quorum = {"x-queue-type": QUORUM}
+    main = {
+        **quorum,
+        **dead_lettered,
+        "x-delivery-limit": DELIVERY_LIMIT,
+        # By default a quorum queue dead-letters at most once: a message is lost if the
+        # dead-letter queue's node is down at that moment. At least once keeps it until the
+        # dead-letter queue confirms, which needs reject-publish when the queue is full.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    return Queue(QUEUE, arguments=main), Queue(DEAD_LETTER_QUEUE, arguments=quorum)
 BINDINGS = (Binding(EXCHANGE, QUEUE), Binding(DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE))

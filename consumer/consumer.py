@@ -43,11 +43,11 @@ class Verdict(enum.Enum):
     REQUEUE = "requeue"  # not recorded (the token was refused): back to the queue, for later
 
 
-def declare_topology(channel: BlockingChannel) -> None:
+def declare_topology(channel: BlockingChannel, queue_type: str) -> None:
     """Declare exactly what ``common.topology`` describes (the API declares the same)."""
     for exchange in topology.EXCHANGES:
         channel.exchange_declare(exchange.name, exchange.type, durable=exchange.durable)
-    for queue in topology.QUEUES:
+    for queue in topology.queues(queue_type):
         channel.queue_declare(queue.name, durable=queue.durable, arguments=queue.arguments)
     for binding in topology.BINDINGS:
         channel.queue_bind(binding.queue, binding.exchange, binding.routing_key)
@@ -60,6 +60,8 @@ class Consumer:
         self._stopping = threading.Event()
         self._retry_delay = RECONNECT_DELAY_MIN
         self._connection: pika.BlockingConnection | None = None
+        # The nodes to try, in order; the one connected to (or tried last) heads the list.
+        self._nodes = [pika.URLParameters(url) for url in settings.rmq_urls]
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=topology.PREFETCH_COUNT, thread_name_prefix="task"
@@ -87,24 +89,41 @@ class Consumer:
         log.info("consumer stopped, worker=%s", self.worker_id)
 
     def _consume(self) -> None:
-        parameters = pika.URLParameters(self._settings.rmq_url)
-        self._connection = connection = pika.BlockingConnection(parameters)
+        self._connection = connection = self._connect()
+        node = self._nodes[0]
         # Connected: the next outage starts its backoff from the beginning again.
         self._retry_delay = RECONNECT_DELAY_MIN
         try:
             self._channel = channel = connection.channel()
-            declare_topology(channel)
+            declare_topology(channel, self._settings.rmq_queue_type)
             # At most 3 unacked messages at a time: the broker gives the rest to other consumers.
             channel.basic_qos(prefetch_count=topology.PREFETCH_COUNT)
             channel.basic_consume(topology.QUEUE, self._on_message)
-            log.info("consuming %s from %s, worker=%s",
-                     topology.QUEUE, self._settings.rmq_url_masked, self.worker_id)
+            log.info("consuming %s from %s:%s, worker=%s",
+                     topology.QUEUE, node.host, node.port, self.worker_id)
             channel.start_consuming()
         finally:
             # Unacked messages go back to the queue when the connection closes: none is lost.
             if connection.is_open:
                 connection.close()
             self._connection = self._channel = None
+            # Whatever ended this connection, the next attempt starts with another node.
+            self._nodes.append(self._nodes.pop(0))
+
+    def _connect(self) -> pika.BlockingConnection:
+        """A connection to the first node that answers, which then heads the list.
+
+        When none answers, the last node's error is raised.
+        """
+        for _ in self._nodes[1:]:
+            node = self._nodes[0]
+            try:
+                return pika.BlockingConnection(node)
+            except pika.exceptions.AMQPConnectionError as exc:
+                log.info("node %s:%s unavailable (%r), trying the next, worker=%s",
+                         node.host, node.port, exc, self.worker_id)
+                self._nodes.append(self._nodes.pop(0))
+        return pika.BlockingConnection(self._nodes[0])
 
     def stop(self) -> None:
         """Stop consuming; safe to call from a signal handler or another thread."""

@@ -5,6 +5,7 @@ itself), its permissions, and exactly the exchanges, queues and bindings the ser
 so whichever side comes first, nobody gets PRECONDITION_FAILED.
 
     python -m rmq.definitions                  # rewrite the committed file: the course defaults
+    python -m rmq.definitions --queue-type quorum   # rmq/definitions.quorum.json, for a cluster
     RMQ_URL=amqp://student:secret@localhost:5672/ \
         python -m rmq.definitions --from-env --output rmq/definitions.local.json
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -32,6 +34,10 @@ from common.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFINITIONS_PATH = Path(__file__).with_name("definitions.json")
+# The cluster's nodes (compose profile "cluster") load the quorum queues' definitions.
+QUORUM_DEFINITIONS_PATH = Path(__file__).with_name("definitions.quorum.json")
+# The committed file of each queue type.
+PATHS = {topology.CLASSIC: DEFINITIONS_PATH, topology.QUORUM: QUORUM_DEFINITIONS_PATH}
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 SALT_LENGTH = 4
 # The course user opens the management UI, and the API reads queue statistics from its HTTP API.
@@ -63,7 +69,9 @@ def check_password(password: str, password_hash: str) -> bool:
     return hmac.compare_digest(expected, password_hash)
 
 
-def build_definitions(user: str, password_hash: str, vhost: str = "/") -> dict[str, Any]:
+def build_definitions(
+    user: str, password_hash: str, vhost: str = "/", queue_type: str = topology.CLASSIC
+) -> dict[str, Any]:
     """The whole document: who may log in, and the topology every service declares."""
     return {
         "users": [
@@ -99,7 +107,7 @@ def build_definitions(user: str, password_hash: str, vhost: str = "/") -> dict[s
                 "auto_delete": False,
                 "arguments": dict(queue.arguments),
             }
-            for queue in topology.QUEUES
+            for queue in topology.queues(queue_type)
         ],
         "bindings": [
             {
@@ -120,13 +128,14 @@ def render(definitions: dict[str, Any]) -> str:
 
 
 def definitions_for(settings: Settings, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Definitions for the user, password and vhost of ``settings.rmq_url``.
+    """Definitions for the user, password and vhost of ``settings.rmq_url``, with the queues
+    of ``settings.rmq_queue_type``.
 
     The salt of ``previous`` is reused when its hash is already right for this user and password.
     """
     user, password = settings.rmq_user, settings.rmq_password
     password_hash = _matching_hash(previous or {}, user, password) or hash_password(password)
-    return build_definitions(user, password_hash, settings.rmq_vhost)
+    return build_definitions(user, password_hash, settings.rmq_vhost, settings.rmq_queue_type)
 
 
 def _matching_hash(previous: dict[str, Any], user: str, password: str) -> str | None:
@@ -146,18 +155,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rmq.definitions", description="Write the broker's boot-time definitions."
     )
-    parser.add_argument("--output", "-o", type=Path, default=DEFINITIONS_PATH)
+    parser.add_argument(
+        "--output", "-o", type=Path,
+        help=f"default: {DEFINITIONS_PATH.name}, or {QUORUM_DEFINITIONS_PATH.name} for quorum",
+    )
     parser.add_argument(
         "--from-env",
         action="store_true",
-        help="take the user, password and vhost from RMQ_URL instead of the course defaults",
+        help="take the user, password, vhost and queue type from RMQ_URL and RMQ_QUEUE_TYPE"
+        " instead of the course defaults",
     )
+    parser.add_argument("--queue-type", choices=topology.QUEUE_TYPES, help="overrides the above")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     # The default ignores the environment on purpose: the committed file must not pick up
     # whatever RMQ_URL happens to be exported in the shell that regenerates it.
     settings = Settings.from_env() if args.from_env else Settings()
+    if args.queue_type:
+        settings = dataclasses.replace(settings, rmq_queue_type=args.queue_type)
+    if args.output is None:
+        args.output = PATHS[settings.rmq_queue_type]
     previous = None
     if args.output.exists():
         try:
@@ -165,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             log.warning("%s is not valid JSON; writing it afresh", args.output)
     args.output.write_text(render(definitions_for(settings, previous)), encoding="utf-8")
-    log.info("wrote %s for user %r on vhost %r", args.output, settings.rmq_user, settings.rmq_vhost)
+    log.info("wrote %s for user %r on vhost %r, %s queues",
+             args.output, settings.rmq_user, settings.rmq_vhost, settings.rmq_queue_type)
     return 0
 
 

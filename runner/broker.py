@@ -13,7 +13,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import pika
 import requests
 
-from common.settings import Settings
+from common.settings import URL_SEPARATOR, Settings, split_urls
 
 SCRATCH_PREFIX = "test-"
 STALE_AFTER = 3600.0  # seconds: no test or bench run lasts this long
@@ -29,9 +29,16 @@ def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+def connect(rmq_url: str) -> pika.BlockingConnection:
+    """A connection to the first node of ``rmq_url`` (one URL or several) that answers."""
+    return pika.BlockingConnection(
+        [pika.URLParameters(url) for url in split_urls(rmq_url)]
+    )
+
+
 def queue_state(rmq_url: str, queue: str) -> tuple[int, int]:
     """(messages ready, consumers) of a queue, exact and immediate: a passive declare."""
-    connection = pika.BlockingConnection(pika.URLParameters(rmq_url))
+    connection = connect(rmq_url)
     try:
         result = connection.channel().queue_declare(queue, passive=True)
         return result.method.message_count, result.method.consumer_count
@@ -40,7 +47,7 @@ def queue_state(rmq_url: str, queue: str) -> tuple[int, int]:
 
 
 def purge(rmq_url: str, *queues: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(rmq_url))
+    connection = connect(rmq_url)
     try:
         channel = connection.channel()
         for queue in queues:
@@ -53,11 +60,16 @@ def purge(rmq_url: str, *queues: str) -> None:
 
 
 def with_vhost(rmq_url: str, vhost: str) -> str:
-    return urlunsplit(urlsplit(rmq_url)._replace(path="/" + quote(vhost, safe="")))
+    """``rmq_url`` on another vhost: each URL of a ";"-separated list of nodes."""
+    return URL_SEPARATOR.join(
+        urlunsplit(urlsplit(url)._replace(path="/" + quote(vhost, safe="")))
+        for url in split_urls(rmq_url)
+    )
 
 
 def management_url(settings: Settings, path: str) -> str:
-    return settings.rmq_management_url.rstrip("/") + "/api/" + path
+    """The first node's management API: enough for set-up and clean-up of a test."""
+    return settings.rmq_management_urls[0].rstrip("/") + "/api/" + path
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
-"""rmq/definitions.json, imported into the real broker, matches what the services declare.
+"""rmq/definitions*.json, imported into the real broker, match what the services declare.
 
-The committed document is imported with ``rabbitmqctl import_definitions`` (the code path of the
+Each committed document (classic queues, and the cluster's quorum queues) is imported with ``rabbitmqctl import_definitions`` (the code path of the
 boot-time import) into a scratch vhost, under a scratch user that keeps the committed password
 hash. Then clients declare the topology of ``common.topology`` there: a mismatch in any argument
 would close their channel with PRECONDITION_FAILED.
@@ -31,12 +31,11 @@ import requests
 from common import topology
 from common.settings import Settings
 from consumer.consumer import declare_topology
+from rmq.definitions import PATHS
 from runner.broker import management_url, rabbitmqctl
 from runner.polling import wait_for
 from runner.services import demo_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFINITIONS_PATH = ROOT / "rmq" / "definitions.json"
 # The committed hash is of the course's default password, whatever RMQ_URL says on this machine.
 COURSE_PASSWORD = Settings().rmq_password
 PRECONDITION_FAILED = 406
@@ -49,6 +48,10 @@ class ScratchBroker:
     vhost: str
     user: str
     settings: Settings
+
+    @property
+    def queues(self) -> tuple[topology.Queue, ...]:
+        return topology.queues(self.settings.rmq_queue_type)
 
 
 def with_credentials(rmq_url: str, user: str, password: str, vhost: str) -> str:
@@ -126,18 +129,26 @@ def broker(management: requests.Session, base_settings: Settings) -> Broker:
     return Broker(management, base_settings)
 
 
-@pytest.fixture(scope="module")
-def scratch(broker: Broker, base_settings: Settings) -> Iterator[ScratchBroker]:
+# Quorum queues work on a single node too (replicated to nobody): the cluster's document and
+# the services in quorum mode are checked here on the machine's own broker.
+@pytest.fixture(scope="module", params=list(PATHS))
+def scratch(
+    request: pytest.FixtureRequest, broker: Broker, base_settings: Settings
+) -> Iterator[ScratchBroker]:
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed: no local broker to import into")
+    queue_type = request.param
     suffix = uuid.uuid4().hex[:8]
     vhost, user = f"deploy-test-{suffix}", f"deploy-test-{suffix}"
     broker.put(f"vhosts/{quote(vhost, safe='')}", {})
     try:
-        document = json.loads(DEFINITIONS_PATH.read_text(encoding="utf-8"))
+        document = json.loads(PATHS[queue_type].read_text(encoding="utf-8"))
         broker.import_definitions(moved_to(document, vhost, user))
         rmq_url = with_credentials(base_settings.rmq_url, user, COURSE_PASSWORD, vhost)
-        yield ScratchBroker(vhost, user, dataclasses.replace(base_settings, rmq_url=rmq_url))
+        settings = dataclasses.replace(
+            base_settings, rmq_url=rmq_url, rmq_queue_type=queue_type
+        )
+        yield ScratchBroker(vhost, user, settings)
     finally:
         broker.delete(f"vhosts/{quote(vhost, safe='')}")
         broker.delete(f"users/{quote(user, safe='')}")
@@ -163,8 +174,8 @@ def test_broker_holds_the_topology_of_common(broker: Broker, scratch: ScratchBro
     for exchange in topology.EXCHANGES:
         assert exchanges[exchange.name]["type"] == exchange.type
         assert exchanges[exchange.name]["durable"] == exchange.durable
-    assert set(queues) == {queue.name for queue in topology.QUEUES}
-    for queue in topology.QUEUES:
+    assert set(queues) == {queue.name for queue in scratch.queues}
+    for queue in scratch.queues:
         assert queues[queue.name]["durable"] == queue.durable
         assert queues[queue.name]["arguments"] == queue.arguments
     assert broker.bindings(scratch.vhost) == {
@@ -188,7 +199,7 @@ def test_clients_declare_the_imported_topology_without_precondition_failed(
 ) -> None:
     connection = connect(scratch.settings.rmq_url)
     try:
-        declare_topology(connection.channel())
+        declare_topology(connection.channel(), scratch.settings.rmq_queue_type)
         # The check has teeth: the same queue declared with other arguments is refused.
         channel = connection.channel()
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
@@ -201,11 +212,62 @@ def test_clients_declare_the_imported_topology_without_precondition_failed(
 def test_services_start_and_serve_on_the_imported_definitions(
     scratch: ScratchBroker, own_services, tmp_path: Path
 ) -> None:
-    """The api (aio-pika) and the consumer (pika) declare on top of the imported topology."""
+    """The api (aio-pika), the consumer (pika) and a Celery worker declare on top of the
+    imported topology, and serve."""
     settings = demo_settings(scratch.settings, scratch.vhost, tmp_path)
     api = own_services.start_api(settings)
     [consumer] = own_services.start_workers("consumer", settings)
-    [task] = api.send("rmq", timeout=0)
-    assert api.wait_final([task["task_num"]])[0]["status"] == "DONE"
-    for log in (api.service.log(), consumer.log()):
+    [celery_worker] = own_services.start_workers("celery_worker", settings)
+    tasks = [*api.send("rmq", timeout=0), *api.send("celery", timeout=0)]
+    finished = api.wait_final([task["task_num"] for task in tasks])
+    assert [task["status"] for task in finished] == ["DONE", "DONE"]
+    for log in (api.service.log(), consumer.log(), celery_worker.log()):
         assert "PRECONDITION_FAILED" not in log
+
+
+def test_celery_retries_wait_in_the_broker_with_quorum_queues(
+    scratch: ScratchBroker, own_services, tmp_path: Path
+) -> None:
+    """Quorum mode: countdown retries go through Celery's native delayed delivery (topic
+    exchanges), and the task still ends after its retries, not in a worker's memory."""
+    if scratch.settings.rmq_queue_type != topology.QUORUM:
+        pytest.skip("native delayed delivery is Celery's way for quorum queues only")
+    settings = demo_settings(scratch.settings, scratch.vhost, tmp_path)
+    api = own_services.start_api(settings)
+    [celery_worker] = own_services.start_workers("celery_worker", settings)
+    [task] = api.send("celery", timeout=0, fail=True)
+    [failed] = api.wait_final([task["task_num"]], timeout=60)
+    assert (failed["status"], failed["attempts"]) == ("ERROR", failed["max_attempts"])
+    assert "Direct exchanges are not supported" not in celery_worker.log()
+
+
+def test_quorum_queue_dead_letters_a_message_delivered_too_often(scratch: ScratchBroker) -> None:
+    """x-delivery-limit: a message requeued again and again (its consumers keep dying) ends in
+    the dead letters instead of looping forever."""
+    if scratch.settings.rmq_queue_type != topology.QUORUM:
+        pytest.skip("a classic queue does not count deliveries")
+    connection = connect(scratch.settings.rmq_url)
+    try:
+        channel = connection.channel()
+        channel.basic_publish(topology.EXCHANGE, "", b"poison")
+        deliveries = []
+
+        def deliver_and_requeue() -> bool:
+            """One more delivery given back, as by a consumer that died; True once dead."""
+            dead = channel.queue_declare(topology.DEAD_LETTER_QUEUE, passive=True).method
+            if dead.message_count:
+                return True
+            method, _, _ = channel.basic_get(topology.QUEUE)
+            if method is not None:
+                deliveries.append(method.delivery_tag)
+                channel.basic_nack(method.delivery_tag, requeue=True)
+            return False
+
+        wait_for(deliver_and_requeue, 10, interval=0.05, what="the message to be dead-lettered")
+        # The first delivery and DELIVERY_LIMIT redeliveries; the next would be one too many.
+        assert len(deliveries) == topology.DELIVERY_LIMIT + 1
+        method, properties, body = channel.basic_get(topology.DEAD_LETTER_QUEUE, auto_ack=True)
+        assert body == b"poison"
+        assert properties.headers["x-death"][0]["reason"] == "delivery_limit"
+    finally:
+        connection.close()

@@ -26,6 +26,7 @@ CUSTOM_ENV = {
     "RESULT_BACKEND": "rpc://",
     "BEAT_INTERVAL": "5",
     "FLOWER_PUBLIC_URL": "https://public.example/flower/",
+    "RMQ_QUEUE_TYPE": "quorum",
 }
 CUSTOM_VALUES = {
     "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
@@ -43,6 +44,7 @@ CUSTOM_VALUES = {
     "result_backend": "rpc://",
     "beat_interval": 5,
     "flower_public_url": "https://public.example/flower/",
+    "rmq_queue_type": "quorum",
 }
 
 
@@ -140,6 +142,70 @@ def test_rmq_url_with_a_non_amqp_scheme_is_rejected_naming_the_variable(url: str
 @pytest.mark.parametrize("url", ["amqp://h/", "amqps://u:p@h:5671/vhost"])
 def test_rmq_url_with_an_amqp_scheme_is_accepted(url: str) -> None:
     assert Settings.from_env({"RMQ_URL": url}).rmq_url == url
+
+
+CLUSTER_URL = (
+    "amqp://student:qwerty@node-1:5672/; amqp://student:qwerty@node-2:5672/;"
+    "amqp://student:qwerty@node-3:5672/"
+)
+
+
+def test_rmq_url_may_list_the_nodes_of_a_cluster() -> None:
+    settings = Settings.from_env({"RMQ_URL": CLUSTER_URL})
+
+    assert settings.rmq_urls == (
+        "amqp://student:qwerty@node-1:5672/",
+        "amqp://student:qwerty@node-2:5672/",
+        "amqp://student:qwerty@node-3:5672/",
+    )
+    assert (settings.rmq_user, settings.rmq_password, settings.rmq_vhost) == (
+        "student", "qwerty", "/"
+    )
+    assert "qwerty" not in settings.rmq_url_masked
+    assert settings.rmq_url_masked.count("***") == 3
+
+
+def test_one_rmq_url_is_a_list_of_one() -> None:
+    assert Settings().rmq_urls == (DEFAULT_RMQ_URL,)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://student:qwerty@node-1/;http://node-2/",  # every URL is checked
+        "amqp://student:qwerty@node-1/;amqp://student:qwerty@node-2:x/",
+        "amqp://student:qwerty@node-1/;amqp://teacher:qwerty@node-2/",  # another user
+        "amqp://student:qwerty@node-1/;amqp://student:other@node-2/",  # another password
+        "amqp://student:qwerty@node-1/;amqp://student:qwerty@node-2/course",  # another vhost
+        ";",
+        " ; ",
+    ],
+)
+def test_bad_lists_of_rmq_urls_are_rejected_naming_the_variable(url: str) -> None:
+    with pytest.raises(SettingsError, match="RMQ_URL"):
+        Settings.from_env({"RMQ_URL": url})
+
+
+def test_management_url_may_list_the_nodes_of_a_cluster() -> None:
+    settings = Settings.from_env(
+        {"RMQ_MANAGEMENT_URL": "http://node-1:15672/;http://node-2:15672/"}
+    )
+    assert settings.rmq_management_urls == ("http://node-1:15672/", "http://node-2:15672/")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RMQ_MANAGEMENT_URL", "http://node-1:15672/;amqp://node-2:15672/"),
+        ("RMQ_MANAGEMENT_URL", ";"),
+        ("API_URL", "http://a/update_task_status_api/;http://b/update_task_status_api/"),
+        ("RMQ_QUEUE_TYPE", "stream"),
+        ("RMQ_QUEUE_TYPE", "Quorum"),
+    ],
+)
+def test_bad_cluster_settings_are_rejected_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})
 
 
 def test_rmq_url_with_a_port_that_is_not_a_number_is_rejected_naming_the_variable() -> None:
