@@ -1,0 +1,55 @@
+"""RMQ_URL and RMQ_MANAGEMENT_URL listing several nodes: every client skips one that is down.
+
+The node that is down is a free local port nobody listens on; the next node of the list is the
+machine's real broker. The cluster itself, with a node killed under load, is tests/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlsplit, urlunsplit
+
+from common.settings import URL_SEPARATOR, Settings
+from runner.broker import queue_state
+from runner.polling import wait_for
+from runner.services import Services, free_port
+
+
+def down_first(settings: Settings) -> Settings:
+    """``settings`` with a node that does not answer put first in both lists of URLs."""
+    dead = free_port()
+    [url] = settings.rmq_urls
+    [management] = settings.rmq_management_urls
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    dead_url = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{dead}"))
+    return dataclasses.replace(
+        settings,
+        rmq_url=URL_SEPARATOR.join([dead_url, url]),
+        rmq_management_url=URL_SEPARATOR.join([f"http://127.0.0.1:{dead}/", management]),
+    )
+
+
+def test_every_service_skips_a_node_that_is_down(
+    fresh_settings: Settings, own_services: Services
+) -> None:
+    settings = down_first(fresh_settings)
+    assert len(settings.rmq_urls) == 2
+    api = own_services.start_api(settings)
+    own_services.start_workers("consumer", settings)
+    own_services.start_workers("celery_worker", settings)
+
+    tasks = [*api.send("rmq", timeout=0), *api.send("celery", timeout=0)]
+    finished = api.wait_final([task["task_num"] for task in tasks])
+    assert [task["status"] for task in finished] == ["DONE", "DONE"]
+
+    # The queues panel: counts from the publisher's connection, statistics from the second
+    # management URL once the first refused.
+    def panel() -> dict | None:
+        answer = api.session.get(api.url("/api/queues"), timeout=10).json()
+        return answer if answer["available"] and answer["statistics_error"] is None else None
+
+    answer = wait_for(panel, 20, what="the queues panel with statistics")
+    consumers = {row["name"]: row["consumers"] for row in answer["queues"] if row["exists"]}
+    assert consumers["test_direct"] == 1
+    assert queue_state(settings.rmq_url, "test_direct") == (0, 1)
