@@ -108,8 +108,10 @@ async def _sync_answer(request: web.Request, *, long: bool) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    broker = "connected" if request.config_dict[publisher_key].connected else "disconnected"
-    return web.json_response({"status": "ok", "broker": broker})
+    publisher = request.config_dict[publisher_key]
+    broker = "connected" if publisher.connected else "disconnected"
+    # Which node: with a cluster in RMQ_URL, the one the API publishes through now.
+    return web.json_response({"status": "ok", "broker": broker, "node": publisher.node})
 
 
 def _check_token(request: web.Request) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -41,6 +42,7 @@ class Publisher:
         self._settings = settings
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._node: str | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
 
@@ -51,6 +53,11 @@ class Publisher:
             and self._exchange is not None
             and self._connection.connected.is_set()
         )
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the node the connection is open to (several with a cluster)."""
+        return self._node if self.connected else None
 
     def start(self) -> None:
         self._keeper = asyncio.create_task(self._stay_connected())
@@ -109,6 +116,7 @@ class Publisher:
             raise
         self._connection = connection
         self._exchange = exchanges[topology.EXCHANGE]
+        self._node = urlsplit(url).netloc.rpartition("@")[2]
         log.info("publisher connected to %s", mask_password(url))
         return connection
 

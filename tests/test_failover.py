@@ -39,6 +39,10 @@ def test_every_service_skips_a_node_that_is_down(
     own_services.start_workers("consumer", settings)
     own_services.start_workers("celery_worker", settings)
 
+    health = api.session.get(api.url("/healthz"), timeout=5).json()
+    live_node = urlsplit(settings.rmq_urls[1]).netloc.rpartition("@")[2]
+    assert (health["broker"], health["node"]) == ("connected", live_node)
+
     tasks = [*api.send("rmq", timeout=0), *api.send("celery", timeout=0)]
     finished = api.wait_final([task["task_num"] for task in tasks])
     assert [task["status"] for task in finished] == ["DONE", "DONE"]
