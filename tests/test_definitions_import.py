@@ -1,8 +1,8 @@
 """rmq/definitions*.json, imported into the real broker, match what the services declare.
 
-Each committed document (classic queues, and the cluster's quorum queues) is imported with ``rabbitmqctl import_definitions`` (the code path of the
-boot-time import) into a scratch vhost, under a scratch user that keeps the committed password
-hash. Then clients declare the topology of ``common.topology`` there: a mismatch in any argument
+Each committed document (classic queues, and the cluster's quorum queues) is imported with
+``rabbitmqctl import_definitions`` (the code path of the boot-time import) into a scratch vhost,
+under a scratch user that keeps the committed password hash. Then clients declare the topology of ``common.topology`` there: a mismatch in any argument
 would close their channel with PRECONDITION_FAILED.
 
 ``rabbitmqctl`` must be allowed to talk to the local node: as root, or through ``sudo -n`` as
