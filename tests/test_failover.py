@@ -9,6 +9,9 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
+
+from common import topology
 from common.settings import URL_SEPARATOR, Settings
 from runner.broker import queue_state
 from runner.polling import wait_for
@@ -30,14 +33,15 @@ def down_first(settings: Settings) -> Settings:
     )
 
 
+@pytest.mark.parametrize("queue_type", topology.QUEUE_TYPES)
 def test_every_service_skips_a_node_that_is_down(
-    fresh_settings: Settings, own_services: Services
+    fresh_settings: Settings, own_services: Services, queue_type: str
 ) -> None:
-    settings = down_first(fresh_settings)
+    settings = dataclasses.replace(down_first(fresh_settings), rmq_queue_type=queue_type)
     assert len(settings.rmq_urls) == 2
     api = own_services.start_api(settings)
     own_services.start_workers("consumer", settings)
-    own_services.start_workers("celery_worker", settings)
+    [celery_worker] = own_services.start_workers("celery_worker", settings)
 
     health = api.session.get(api.url("/healthz"), timeout=5).json()
     live_node = urlsplit(settings.rmq_urls[1]).netloc.rpartition("@")[2]
@@ -57,3 +61,6 @@ def test_every_service_skips_a_node_that_is_down(
     consumers = {row["name"]: row["consumers"] for row in answer["queues"] if row["exists"]}
     assert consumers["test_direct"] == 1
     assert queue_state(settings.rmq_url, "test_direct") == (0, 1)
+    # Quorum mode: the worker sets up native delayed delivery through its own node only, not
+    # retrying the node that is down (celery_app.DelayedDeliveryOnce).
+    assert "Retrying delayed delivery setup" not in celery_worker.log()
