@@ -10,7 +10,7 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test lint bench venv rmq redis browser definitions clean
+.PHONY: help dev test lint bench venv rmq redis browser definitions cluster cluster-stop clean
 
 help:
 	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N);"
@@ -18,6 +18,8 @@ help:
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - throughput and latency figures of both async paths"
 	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
+	@echo "make cluster - three clustered RabbitMQ nodes beside the main one (AMQP :5681-5683);"
+	@echo "              ./rmq/cluster.sh status shows the members; make cluster-stop removes them"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -28,6 +30,13 @@ venv: $(VENV)/.installed
 
 rmq:
 	./rmq/start-native.sh
+
+# Three nodes rabbit-1..3 in one cluster, beside the main node (README: "Кластер на одной машине").
+cluster:
+	./rmq/cluster.sh start
+
+cluster-stop:
+	./rmq/cluster.sh stop
 
 # Celery's result backend.
 redis:

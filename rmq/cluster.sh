@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# A three-node RabbitMQ cluster on this machine, beside the main node on :5672 (left alone).
+#
+#   ./rmq/cluster.sh start    # rabbit-1..3@<host>, AMQP :5681-5683, management :15681-15683
+#   ./rmq/cluster.sh status   # the members, and which node leads each queue
+#   ./rmq/cluster.sh stop     # stop the three nodes and delete their data
+#
+# `start` is idempotent: a node already running is left as it is, a stopped one (killed, say)
+# is started again on its old data and rejoins the cluster by itself.
+set -euo pipefail
+
+RMQ_USER="${RMQ_USER:-student}"
+RMQ_PASSWORD="${RMQ_PASSWORD:-qwerty}"
+NODES=(1 2 3)
+HOST="$(hostname -s)"
+# Not under /root or the repository: the nodes and rabbitmqctl run as the rabbitmq user.
+BASE=/var/lib/rabbitmq/demo-cluster
+# The Debian package's cookie: a node lets in only those that know the same one.
+COOKIE=/var/lib/rabbitmq/.erlang.cookie
+
+# Every rabbitmq-* command below changes to the rabbitmq user through Debian's wrapper; that
+# needs root, and so does writing under /var/lib/rabbitmq.
+if [ "$(id -u)" != 0 ]; then
+    exec sudo "$0" "$@"
+fi
+
+node_name() { echo "rabbit-$1@${HOST}"; }
+node_dir() { echo "${BASE}/rabbit-$1"; }
+amqp_port() { echo $((5680 + $1)); }
+management_port() { echo $((15680 + $1)); }
+ctl() { local n="$1"; shift; rabbitmqctl -q -n "$(node_name "$n")" "$@"; }
+running() { rabbitmq-diagnostics -q -n "$(node_name "$1")" ping >/dev/null 2>&1; }
+
+# Starts one node with its own name, ports, config, plugins, data and logs, all read by
+# rabbitmq-server from the environment (Debian's switch to the rabbitmq user keeps it).
+start_node() (
+    local dir
+    dir="$(node_dir "$1")"
+    export RABBITMQ_NODENAME="$(node_name "$1")"
+    export RABBITMQ_NODE_PORT="$(amqp_port "$1")"
+    export RABBITMQ_DIST_PORT=$((25680 + $1))
+    export RABBITMQ_CONFIG_FILE="${dir}/rabbitmq.conf"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="${dir}/enabled_plugins"
+    export RABBITMQ_MNESIA_BASE="${dir}/mnesia"
+    export RABBITMQ_LOG_BASE="${dir}/log"
+    export RABBITMQ_PID_FILE="${dir}/rabbit.pid"
+    # -detached returns at once; what it prints goes to the node's log folder, not our stdout.
+    rabbitmq-server -detached >>"${dir}/log/detached.log" 2>&1
+)
+
+install_rabbitmq() {
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        echo "cluster: installing rabbitmq-server from Debian"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    # Written by the first node that boots; three booting at once must not race for it.
+    if [ ! -s "$COOKIE" ]; then
+        install -o rabbitmq -g rabbitmq -m 400 <(head -c 15 /dev/urandom | base64 | tr -dc 'A-Za-z0-9') "$COOKIE"
+    fi
+}
+
+write_node_files() {
+    local n="$1" dir
+    dir="$(node_dir "$n")"
+    install -d -o rabbitmq -g rabbitmq "$dir" "${dir}/mnesia" "${dir}/log"
+    # Peer discovery: a blank node joins the listed nodes that already run; RabbitMQ takes a
+    # lock among them, so the three may boot at the same time and still form one cluster.
+    {
+        echo "# Node rabbit-${n}, written by rmq/cluster.sh; the AMQP port is RABBITMQ_NODE_PORT."
+        echo "management.tcp.port = $(management_port "$n")"
+        echo "cluster_formation.peer_discovery_backend = classic_config"
+        for peer in "${NODES[@]}"; do
+            echo "cluster_formation.classic_config.nodes.${peer} = $(node_name "$peer")"
+        done
+    } >"${dir}/rabbitmq.conf"
+    echo "[rabbitmq_management]." >"${dir}/enabled_plugins"
+    chown rabbitmq:rabbitmq "${dir}/rabbitmq.conf" "${dir}/enabled_plugins"
+}
+
+start() {
+    install_rabbitmq
+    for n in "${NODES[@]}"; do
+        if running "$n"; then
+            continue
+        fi
+        write_node_files "$n"
+        echo "cluster: starting $(node_name "$n")"
+        start_node "$n"
+    done
+    for n in "${NODES[@]}"; do
+        # Waits for the VM to answer, then for the node to boot completely (listeners included).
+        for _ in $(seq 60); do
+            running "$n" && break
+            sleep 0.5
+        done
+        ctl "$n" await_startup --timeout 120
+    done
+    local members
+    for _ in $(seq 60); do
+        members="$(ctl 1 eval 'length(rabbit_nodes:all_running()).')"
+        [ "$members" = "${#NODES[@]}" ] && break
+        sleep 0.5
+    done
+    [ "$members" = "${#NODES[@]}" ] || { echo "cluster: only ${members} nodes joined" >&2; exit 1; }
+
+    # Users and permissions live in the cluster's shared metadata: set once, every node has them.
+    if ! ctl 1 list_users | grep -q "^${RMQ_USER}\b"; then
+        ctl 1 add_user "$RMQ_USER" "$RMQ_PASSWORD" >/dev/null
+    fi
+    ctl 1 set_user_tags "$RMQ_USER" administrator >/dev/null
+    ctl 1 set_permissions -p / "$RMQ_USER" ".*" ".*" ".*" >/dev/null
+    for n in "${NODES[@]}"; do
+        echo "cluster: $(node_name "$n") AMQP :$(amqp_port "$n"), management http://localhost:$(management_port "$n")"
+    done
+}
+
+stop() {
+    local pids=()
+    for n in "${NODES[@]}"; do
+        local pid_file
+        pid_file="$(node_dir "$n")/rabbit.pid"
+        if running "$n"; then
+            echo "cluster: stopping $(node_name "$n")"
+            # `stop` returns before the VM is gone; `shutdown` waits for the process to exit.
+            ctl "$n" shutdown >/dev/null &
+            pids+=($!)
+        elif [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+            # A VM that no longer answers (its app hung, say) cannot be asked to stop.
+            kill -KILL "$(cat "$pid_file")"
+        fi
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" || true
+    done
+    rm -rf "$BASE"
+    echo "cluster: stopped, data removed"
+}
+
+status() {
+    local n
+    for n in "${NODES[@]}"; do
+        if running "$n"; then
+            echo "Members (asked $(node_name "$n")):"
+            ctl "$n" eval '[io:format("  ~s ~s~n", [N, case lists:member(N, rabbit_nodes:all_running()) of true -> running; false -> down end]) || N <- lists:sort(rabbit_nodes:all())], ok.' | grep -v '^ok$'
+            echo "Queues on vhost /: name, type, leader, members"
+            ctl "$n" list_queues -p / name type leader members
+            return 0
+        fi
+    done
+    echo "cluster: no node is running" >&2
+    return 1
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
