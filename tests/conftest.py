@@ -14,6 +14,7 @@ import requests
 
 from api.app import create_app
 from common.settings import Settings
+from runner import cluster as rmq_cluster
 from runner.broker import scratch_vhost, sweep_stale_vhosts
 from runner.client import ApiClient
 from runner.polling import wait_for
@@ -53,6 +54,17 @@ def fresh_settings(base_settings: Settings, management: requests.Session, tmp_pa
     kill and count everything themselves without the shared processes taking their messages."""
     with scratch_vhost(base_settings, management) as name:
         yield demo_settings(base_settings, name, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def cluster(base_settings: Settings) -> Iterator[tuple[rmq_cluster.Node, ...]]:
+    """The three-node cluster of `rmq/cluster.sh`, started once for every test marked ``cluster``
+    (with the credentials of the session) and stopped, its data removed, when the session ends."""
+    rmq_cluster.script("start", env={
+        "RMQ_USER": base_settings.rmq_user, "RMQ_PASSWORD": base_settings.rmq_password,
+    })
+    yield rmq_cluster.NODES
+    rmq_cluster.script("stop")
 
 
 @pytest.fixture(scope="session")
