@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from ruamel.yaml import YAML
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_PATH = ROOT / "docker-compose.yml"
 DOCKERFILE_PATH = ROOT / "Dockerfile"
 RABBITMQ_CONF_PATH = ROOT / "rmq" / "rabbitmq.conf"
+CLUSTER_CONF_PATH = ROOT / "rmq" / "cluster.conf"
 DEFINITIONS_PATH = rmq_definitions.DEFINITIONS_PATH
 # Tools come from requirements-dev.txt, installed next to the interpreter running the tests.
 VENV_BIN = Path(sys.executable).parent
@@ -34,6 +36,12 @@ NATIVE_ONLY_PREFIX = "exec"
 NATIVE_ONLY_OPTION = "--hostname="
 # `${NAME:-default}`: the only form of value the Python services' environment uses.
 CONFIGURABLE_VALUE = re.compile(r"\$\{(?P<name>[A-Z][A-Z0-9_]*):-(?P<default>[^${}]*)\}")
+# The profile that adds the three-node cluster and a copy of each Python service that uses it.
+CLUSTER_PROFILE = "cluster"
+CLUSTER_NODES = ("rmq-1", "rmq-2", "rmq-3")
+COPY_SUFFIX = "-cluster"
+# Where a copy's value must differ from the original's, it reads CLUSTER_<NAME> from the host.
+CLUSTER_VARIABLE_PREFIX = "CLUSTER_"
 
 
 def run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,15 +102,46 @@ def without_native_only(command: list[str]) -> list[str]:
     return [arg for arg in command if not arg.startswith(NATIVE_ONLY_OPTION)]
 
 
-def environment_defaults(environment: Mapping[str, str]) -> dict[str, str]:
+def environment_defaults(environment: Mapping[str, str], prefixes: tuple[str, ...] = ("",)
+                         ) -> dict[str, str]:
     """The values the containers get when nothing is set on the host."""
     defaults = {}
     for name, value in environment.items():
         match = CONFIGURABLE_VALUE.fullmatch(value)
         assert match, f"{name}={value!r} is not configurable as ${{{name}:-default}}"
-        assert match["name"] == name, f"{name} is read from the host variable {match['name']}"
+        assert match["name"] in {prefix + name for prefix in prefixes}, (
+            f"{name} is read from the host variable {match['name']}")
         defaults[name] = match["default"]
     return defaults
+
+
+def read_rabbitmq_conf(path: Path) -> dict[str, str]:
+    """A rabbitmq.conf as key = value pairs, comments left out."""
+    return dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            line.partition("=")
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+    )
+
+
+def bind_mounts(service: Mapping[str, Any]) -> dict[str, str]:
+    """Target -> source of a service's bind mounts."""
+    return {
+        mount["target"]: mount["source"]
+        for mount in service["volumes"]
+        if isinstance(mount, dict) and mount["type"] == "bind"
+    }
+
+
+def services_of(compose: Mapping[str, Any], profile: str | None) -> set[str]:
+    """The services `docker compose up` starts with ``profile`` alone, or with none."""
+    return {
+        name for name, service in compose["services"].items()
+        if profile in service.get("profiles", [None])
+    }
 
 
 # --- the files are valid for their tools ---------------------------------------------------------
@@ -249,20 +288,9 @@ def test_definitions_hold_exactly_the_topology_of_common(
 
 
 def test_broker_loads_the_generated_definitions(compose: dict[str, Any]) -> None:
-    conf = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (
-            line.partition("=")
-            for line in RABBITMQ_CONF_PATH.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        )
-    )
+    conf = read_rabbitmq_conf(RABBITMQ_CONF_PATH)
     assert conf["management.tcp.port"] == "15672"
-    mounts = {
-        mount["target"]: mount["source"]
-        for mount in compose["services"]["rmq"]["volumes"]
-        if isinstance(mount, dict) and mount["type"] == "bind"
-    }
+    mounts = bind_mounts(compose["services"]["rmq"])
     assert mounts["/etc/rabbitmq/rabbitmq.conf"] == "./rmq/rabbitmq.conf"
     definitions_source = CONFIGURABLE_VALUE.fullmatch(mounts[conf["load_definitions"]])
     assert definitions_source is not None
@@ -294,7 +322,7 @@ def test_compose_runs_the_procfile_services_with_the_same_commands(
 ) -> None:
     procfile = procfile_commands()
     assert set(procfile) == PYTHON_SERVICES
-    assert set(compose["services"]) == PYTHON_SERVICES | {"rmq", "redis"}
+    assert services_of(compose, None) == PYTHON_SERVICES | {"rmq", "redis"}
     for name, command in procfile.items():
         assert compose["services"][name]["command"] == without_native_only(command), name
 
@@ -347,3 +375,87 @@ def test_task_counter_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
     dockerfile = DOCKERFILE_PATH.read_text(encoding="utf-8")
     assert f"TASK_COUNTER_PATH={counter_path}" in dockerfile
     assert f"mkdir {counter_path.parent}" in dockerfile
+
+
+# --- profile "cluster": three nodes and the services' copies that use them -----------------------
+
+
+def test_compose_itself_reads_the_cluster_profile() -> None:
+    # The real Compose, which needs no engine for `config`: anchors, merges and profiles resolved.
+    # A clean environment: the defaults of the file, not what the shell happens to export.
+    def services(*profile: str) -> set[str]:
+        result = subprocess.run(
+            [str(VENV_BIN / "docker-compose"), *profile, "config", "--services"],
+            cwd=ROOT, env={"PATH": str(VENV_BIN)}, capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split())
+
+    single = services()
+    assert single == PYTHON_SERVICES | {"rmq", "redis"}
+    copies = {name + COPY_SUFFIX for name in PYTHON_SERVICES}
+    assert services("--profile", CLUSTER_PROFILE) == single | set(CLUSTER_NODES) | copies
+
+
+def test_cluster_nodes_share_a_cookie_and_discover_exactly_each_other(
+    compose: dict[str, Any],
+) -> None:
+    assert services_of(compose, CLUSTER_PROFILE) - {
+        name + COPY_SUFFIX for name in PYTHON_SERVICES
+    } == set(CLUSTER_NODES)
+    nodes = [compose["services"][name] for name in CLUSTER_NODES]
+    # The node names the peers are known by: rabbit@<hostname>.
+    assert [node["hostname"] for node in nodes] == list(CLUSTER_NODES)
+    assert {node["image"] for node in nodes} == {compose["services"]["rmq"]["image"]}
+    [cookie] = {node["environment"]["RABBITMQ_ERLANG_COOKIE"] for node in nodes}
+    assert CONFIGURABLE_VALUE.fullmatch(cookie)["default"]
+
+    conf = read_rabbitmq_conf(CLUSTER_CONF_PATH)
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    peers = {value for key, value in conf.items()
+             if key.startswith("cluster_formation.classic_config.nodes.")}
+    assert peers == {f"rabbit@{name}" for name in CLUSTER_NODES}
+    # Quorum queues that rmq-1 declares alone grow a replica on each node that joins.
+    assert conf["quorum_queue.continuous_membership_reconciliation.enabled"] == "true"
+    assert conf["quorum_queue.continuous_membership_reconciliation.target_group_size"] == str(
+        len(CLUSTER_NODES))
+    for node in nodes:
+        mounts = bind_mounts(node)
+        assert mounts["/etc/rabbitmq/rabbitmq.conf"] == "./rmq/cluster.conf"
+        definitions = CONFIGURABLE_VALUE.fullmatch(mounts[conf["load_definitions"]])
+        assert (ROOT / definitions["default"]).resolve() == rmq_definitions.PATHS[topology.QUORUM]
+    # rmq-1 forms the cluster; the others join it once it runs, instead of racing to form one.
+    assert "depends_on" not in nodes[0]
+    for node in nodes[1:]:
+        assert node["depends_on"] == {CLUSTER_NODES[0]: {"condition": "service_healthy"}}
+
+
+def test_cluster_copies_run_the_originals_against_every_node(compose: dict[str, Any]) -> None:
+    [user] = json.loads(
+        rmq_definitions.PATHS[topology.QUORUM].read_text(encoding="utf-8"))["users"]
+    renamed = {"rmq": CLUSTER_NODES, "api": ("api" + COPY_SUFFIX,)}
+    for name in PYTHON_SERVICES:
+        original, copy = compose["services"][name], compose["services"][name + COPY_SUFFIX]
+        for key in ("build", "image", "command", "healthcheck", "stop_grace_period"):
+            assert copy.get(key) == original.get(key), (name, key)
+        # The same dependencies, with the cluster's nodes and API in place of the single ones.
+        assert copy["depends_on"] == {
+            new: condition
+            for old, condition in original["depends_on"].items()
+            for new in renamed.get(old, (old,))
+        }, name
+
+        environment = environment_defaults(copy["environment"], ("", CLUSTER_VARIABLE_PREFIX))
+        assert set(environment) <= set(Settings.env_names()), name
+        settings = Settings.from_env(environment)
+        assert [urlsplit(url).netloc.split("@")[1] for url in settings.rmq_urls] == [
+            f"{node}:5672" for node in CLUSTER_NODES
+        ], name
+        assert settings.rmq_queue_type == topology.QUORUM, name
+        assert settings.rmq_user == user["name"], name
+        assert rmq_definitions.check_password(settings.rmq_password, user["password_hash"]), name
+        assert urlsplit(settings.callback_url).hostname == "api" + COPY_SUFFIX, name
+        if name == "api":
+            assert [urlsplit(url).hostname for url in settings.rmq_management_urls] == list(
+                CLUSTER_NODES)
