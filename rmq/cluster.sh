@@ -56,7 +56,9 @@ install_rabbitmq() {
     fi
     # Written by the first node that boots; three booting at once must not race for it.
     if [ ! -s "$COOKIE" ]; then
-        install -o rabbitmq -g rabbitmq -m 400 <(head -c 15 /dev/urandom | base64 | tr -dc 'A-Za-z0-9') "$COOKIE"
+        head -c 20 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$COOKIE"
+        chown rabbitmq:rabbitmq "$COOKIE"
+        chmod 400 "$COOKIE"
     fi
 }
 
@@ -111,23 +113,26 @@ start() {
     ctl 1 set_user_tags "$RMQ_USER" administrator >/dev/null
     ctl 1 set_permissions -p / "$RMQ_USER" ".*" ".*" ".*" >/dev/null
     for n in "${NODES[@]}"; do
-        echo "cluster: $(node_name "$n") AMQP :$(amqp_port "$n"), management http://localhost:$(management_port "$n")"
+        echo "cluster: $(node_name "$n") AMQP :$(amqp_port "$n")," \
+            "management http://localhost:$(management_port "$n")"
     done
 }
 
 stop() {
-    local pids=()
+    local pids=() n pid
     for n in "${NODES[@]}"; do
-        local pid_file
-        pid_file="$(node_dir "$n")/rabbit.pid"
         if running "$n"; then
             echo "cluster: stopping $(node_name "$n")"
             # `stop` returns before the VM is gone; `shutdown` waits for the process to exit.
             ctl "$n" shutdown >/dev/null &
             pids+=($!)
-        elif [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-            # A VM that no longer answers (its app hung, say) cannot be asked to stop.
-            kill -KILL "$(cat "$pid_file")"
+            continue
+        fi
+        # A VM that no longer answers (hung, say) cannot be asked to stop. The pid file may be
+        # stale and its number reused, so only an Erlang VM of that number is killed.
+        pid="$(cat "$(node_dir "$n")/rabbit.pid" 2>/dev/null || true)"
+        if [ -n "$pid" ] && [ "$(ps -o comm= -p "$pid")" = beam.smp ]; then
+            kill -KILL "$pid"
         fi
     done
     for pid in "${pids[@]}"; do
@@ -141,8 +146,9 @@ status() {
     local n
     for n in "${NODES[@]}"; do
         if running "$n"; then
-            echo "Members (asked $(node_name "$n")):"
-            ctl "$n" eval '[io:format("  ~s ~s~n", [N, case lists:member(N, rabbit_nodes:all_running()) of true -> running; false -> down end]) || N <- lists:sort(rabbit_nodes:all())], ok.' | grep -v '^ok$'
+            echo "Asked $(node_name "$n"):"
+            # The members, then those that run (a node after stop_app is one that does not).
+            ctl "$n" cluster_status | sed -n '/Disk Nodes/,/Versions/p' | sed '$d'
             echo "Queues on vhost /: name, type, leader, members"
             ctl "$n" list_queues -p / name type leader members
             return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from common.settings import URL_SEPARATOR
 from runner.polling import wait_for
 from runner.procfile import ROOT
 
@@ -57,7 +58,7 @@ def node(erlang_name: str) -> Node:
 
 def urls(user: str, password: str, vhost: str = "/") -> str:
     """All three nodes as one ``RMQ_URL``: Celery's failover list, separated by ``;``."""
-    return ";".join(n.url(user, password, vhost) for n in NODES)
+    return URL_SEPARATOR.join(n.url(user, password, vhost) for n in NODES)
 
 
 def script(command: str, env: dict[str, str] | None = None) -> str:
