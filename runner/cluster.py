@@ -7,6 +7,7 @@ unlike the management API, whose statistics lag by seconds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -70,6 +71,16 @@ def script(command: str, env: dict[str, str] | None = None) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"rmq/cluster.sh {command}: {result.stdout}{result.stderr}")
     return result.stdout
+
+
+def any_node_listening() -> bool:
+    """Whether a node of the cluster already takes AMQP connections (after `make cluster`, say)."""
+    for target in NODES:
+        with contextlib.suppress(OSError), socket.create_connection(
+            ("localhost", target.amqp_port), timeout=1
+        ):
+            return True
+    return False
 
 
 def ctl(target: Node, *args: str) -> str:

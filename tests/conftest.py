@@ -21,6 +21,12 @@ from runner.polling import wait_for
 from runner.services import QUICK_START, Service, Services, demo_settings, free_port
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``cluster`` run last, one after another: the three nodes start once, and the
+    tests before them do not share the two cores with three more brokers."""
+    items.sort(key=lambda item: item.get_closest_marker("cluster") is not None)
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     """The broker and credentials of the machine (RMQ_URL etc. are honoured)."""
@@ -59,12 +65,15 @@ def fresh_settings(base_settings: Settings, management: requests.Session, tmp_pa
 @pytest.fixture(scope="session")
 def cluster(base_settings: Settings) -> Iterator[tuple[rmq_cluster.Node, ...]]:
     """The three-node cluster of `rmq/cluster.sh`, started once for every test marked ``cluster``
-    (with the credentials of the session) and stopped, its data removed, when the session ends."""
+    with the credentials of the session. Stopped, its data removed, when the session ends, unless
+    it already ran before (`make cluster`): then it is left running."""
+    started_here = not rmq_cluster.any_node_listening()
     rmq_cluster.script("start", env={
         "RMQ_USER": base_settings.rmq_user, "RMQ_PASSWORD": base_settings.rmq_password,
     })
     yield rmq_cluster.NODES
-    rmq_cluster.script("stop")
+    if started_here:
+        rmq_cluster.script("stop")
 
 
 @pytest.fixture(scope="session")
