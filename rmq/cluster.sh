@@ -29,7 +29,8 @@ node_dir() { echo "${BASE}/rabbit-$1"; }
 amqp_port() { echo $((5680 + $1)); }
 management_port() { echo $((15680 + $1)); }
 ctl() { local n="$1"; shift; rabbitmqctl -q -n "$(node_name "$n")" "$@"; }
-running() { rabbitmq-diagnostics -q -n "$(node_name "$1")" ping >/dev/null 2>&1; }
+# Whether the node's Erlang VM runs: it is registered with epmd, which answers at once.
+running() { epmd -names 2>/dev/null | grep -q "^name rabbit-$1 at port"; }
 
 # Starts one node with its own name, ports, config, plugins, data and logs, all read by
 # rabbitmq-server from the environment (Debian's switch to the rabbitmq user keeps it).
@@ -91,20 +92,10 @@ start() {
         start_node "$n"
     done
     for n in "${NODES[@]}"; do
-        # Waits for the VM to answer, then for the node to boot completely (listeners included).
-        for _ in $(seq 60); do
-            running "$n" && break
-            sleep 0.5
-        done
-        ctl "$n" await_startup --timeout 120
+        # Waits for the pid file the node writes, then for the node to boot completely.
+        ctl "$n" wait --timeout 120 "$(node_dir "$n")/rabbit.pid" >/dev/null
     done
-    local members
-    for _ in $(seq 60); do
-        members="$(ctl 1 eval 'length(rabbit_nodes:all_running()).')"
-        [ "$members" = "${#NODES[@]}" ] && break
-        sleep 0.5
-    done
-    [ "$members" = "${#NODES[@]}" ] || { echo "cluster: only ${members} nodes joined" >&2; exit 1; }
+    ctl 1 await_online_nodes "${#NODES[@]}" --timeout 120
 
     # Users and permissions live in the cluster's shared metadata: set once, every node has them.
     if ! ctl 1 list_users | grep -q "^${RMQ_USER}\b"; then
