@@ -122,6 +122,28 @@ def leader_of(queue: str, asked: Node = NODES[0], vhost: str = "/") -> Node:
     return node(queue_info(queue, asked, vhost)["leader"])
 
 
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    node: Node  # the node the client is connected to
+    peer: str  # the client's address, "127.0.0.1:33750"
+    client_name: str  # what the client calls its connection ("connection_name"), or ""
+
+
+def connections(asked: Node = NODES[0]) -> list[Connection]:
+    """Every client connection of the cluster and the node it is on: which node to stop so that
+    a given client loses its broker."""
+    rows = json.loads(ctl(asked, "list_connections", "name", "client_properties",
+                          "--formatter", "json"))
+    found = []
+    for row in rows:
+        # The name reads "127.0.0.1:33750 -> 127.0.0.1:5682": the client, then the node's port.
+        peer, _, local = row["name"].partition(" -> ")
+        [target] = [n for n in NODES if local.endswith(f":{n.amqp_port}")]
+        properties = {key: value for key, _, value in row["client_properties"]}
+        found.append(Connection(target, peer, properties.get("connection_name", "")))
+    return found
+
+
 def pid_of(target: Node) -> int:
     """The OS process id of the node's Erlang VM, as the VM itself reports it."""
     return int(ctl(target, "eval", "os:getpid().").strip().strip('"'))

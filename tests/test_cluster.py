@@ -82,8 +82,8 @@ def test_killing_the_leader_loses_no_message_and_the_node_rejoins(
     survivor = next(node for node in cluster if node != leader)
     rmq_cluster.kill_node(leader)
     try:
-        assert leader not in wait_for(lambda: rmq_cluster.running_nodes(survivor),
-                                      ELECTION_TIMEOUT, what="the cluster to notice the loss")
+        wait_for(lambda: leader not in rmq_cluster.running_nodes(survivor), ELECTION_TIMEOUT,
+                 what="the cluster to notice the loss")
         new_leader = wait_for(
             lambda: (n := rmq_cluster.leader_of(quorum_queue, survivor)) != leader and n,
             ELECTION_TIMEOUT, what=f"a new leader of {quorum_queue}",
@@ -109,12 +109,21 @@ def test_killing_the_leader_loses_no_message_and_the_node_rejoins(
              ELECTION_TIMEOUT, what=f"{leader.name}'s replica of {quorum_queue}")
 
 
-def test_a_node_whose_app_stops_stays_a_member_and_comes_back(cluster: tuple[Node, ...]) -> None:
+def test_a_node_whose_app_stops_drops_its_clients_and_stays_a_member(
+    cluster: tuple[Node, ...], base_settings: Settings
+) -> None:
     stopped, asked = cluster[-1], cluster[0]
+    client = pika.BlockingConnection(
+        pika.URLParameters(stopped.url(base_settings.rmq_user, base_settings.rmq_password))
+    )
+    [mine] = [c for c in rmq_cluster.connections(asked) if c.node == stopped]
     rmq_cluster.stop_app(stopped)
     try:
+        assert mine not in rmq_cluster.connections(asked)
         assert rmq_cluster.running_nodes(asked) == list(cluster[:-1])
         assert rmq_cluster.members(asked) == list(cluster)
     finally:
         rmq_cluster.start_app(stopped)
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            client.close()  # the node has closed it already
     assert rmq_cluster.running_nodes(asked) == list(cluster)
