@@ -21,7 +21,7 @@ COOKIE=/var/lib/rabbitmq/.erlang.cookie
 # Every rabbitmq-* command below changes to the rabbitmq user through Debian's wrapper; that
 # needs root, and so does writing under /var/lib/rabbitmq.
 if [ "$(id -u)" != 0 ]; then
-    exec sudo "$0" "$@"
+    exec sudo --preserve-env=RMQ_USER,RMQ_PASSWORD "$0" "$@"
 fi
 
 node_name() { echo "rabbit-$1@${HOST}"; }
