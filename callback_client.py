@@ -77,6 +77,9 @@ class StatusReporter:
         self._refusal_lock = threading.Lock()
         self._refusal_logged_at: float | None = None
         self._session = requests.Session()
+        # The API's address comes from the settings alone: no proxy or .netrc lookup in the
+        # environment, which requests would otherwise repeat on every report.
+        self._session.trust_env = False
         if settings.callback_token:
             self._session.headers["Authorization"] = f"Bearer {settings.callback_token}"
         # urllib3 retries connection errors and 5xx answers with exponential backoff
