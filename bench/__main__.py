@@ -75,6 +75,7 @@ def main() -> None:
     configure_logging(dataclasses.replace(base, log_level="INFO"))
     # The runner's helper connections: a line each, and a warning for a queue not declared yet.
     logging.getLogger("pika").setLevel(logging.ERROR)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)  # "Deleting <Queue ...>" and the like
     logging.getLogger("runner").setLevel(logging.WARNING)  # a line per process started
 
     with requests.Session() as management:
