@@ -58,6 +58,7 @@ class Bench:
         with tempfile.TemporaryDirectory() as state, \
                 scratch_vhost(self.base, self.management) as vhost:
             self.vhosts.append(vhost)
+            log.info("demo in vhost %s", vhost)
             settings = dataclasses.replace(demo_settings(self.base, vhost, Path(state)), **changes)
             services = Services(Path(state), extra_args=QUICK_START)
             try:

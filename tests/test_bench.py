@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,8 @@ import requests
 from bench import raw, report, stages, wrk
 from common.settings import Settings
 from runner.broker import management_url
+from runner.polling import wait_for
+from runner.procfile import ROOT
 
 WRK_OUTPUT = """\
 Running 8s test @ http://127.0.0.1:8080/api/tasks
@@ -194,3 +200,28 @@ def test_a_stage_that_fails_midway_still_cleans_up(
         assert processes_in_vhost(bench.vhosts[0])  # the check sees the running services
         raise RuntimeError("midway")
     assert_cleaned_up(bench)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_stops_its_processes_and_deletes_its_vhost(
+    signum: signal.Signals, base_settings: Settings, management: requests.Session, tmp_path: Path
+) -> None:
+    log_path = tmp_path / "bench.log"
+    with log_path.open("wb") as output:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "bench", "--seconds=1", f"--output={tmp_path}"],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        )
+    try:
+        # Interrupted while the first demo runs: its api is up in the vhost the run logged.
+        vhost = wait_for(lambda: re.search(r"demo in vhost (\S+)", log_path.read_text()), 60,
+                         what="the bench to start a demo").group(1)
+        wait_for(lambda: processes_in_vhost(vhost), 30, what="the demo's api to start")
+        run.send_signal(signum)
+        assert run.wait(60) != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert vhost not in vhosts_on_broker(base_settings, management), log_path.read_text()
+    assert processes_in_vhost(vhost) == []
+    assert not (tmp_path / "latest.json").exists()
