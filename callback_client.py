@@ -52,6 +52,7 @@ class Outcome(enum.Enum):
         return self in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK)
 
 
+POOL_SIZE = 10  # as requests' default: more than the consumer's task threads
 REFUSED_LOG_EVERY = 60.0  # seconds: how often a refused token is told in the log, at most
 
 
@@ -88,8 +89,11 @@ class StatusReporter:
         headers = {"Authorization": f"Bearer {settings.callback_token}"}
         # urllib3 itself, the HTTP client under requests: a report costs half the CPU without
         # requests' layer (sessions, hooks, environment lookups), and every task makes two.
+        # Up to POOL_SIZE kept-alive connections, one for each thread that reports at once (the
+        # consumer's task threads): with fewer, a thread's connection is closed after its report.
         self._http = urllib3.PoolManager(
-            headers=headers if settings.callback_token else None, retries=retry
+            POOL_SIZE, headers=headers if settings.callback_token else None, retries=retry,
+            maxsize=POOL_SIZE,
         )
 
     def report(self, task_num: int, status: TaskStatus, **details: Any) -> Outcome:
