@@ -10,13 +10,13 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test lint bench venv rmq redis browser definitions cluster cluster-stop clean
+.PHONY: help dev test lint bench venv rmq redis browser wrk definitions cluster cluster-stop clean
 
 help:
 	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N);"
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
-	@echo "make bench  - throughput and latency figures of both async paths"
+	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
 	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
 	@echo "make cluster - three clustered RabbitMQ nodes beside the main one (AMQP :5681-5683);"
 	@echo "              ./rmq/cluster.sh status shows the members; make cluster-stop removes them"
@@ -47,6 +47,11 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's wrk, the HTTP load generator of `make bench`.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
 # Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
 # Variables from .env (if there is one) reach every service, as with docker compose.
 dev: venv rmq redis
@@ -59,10 +64,10 @@ dev: venv rmq redis
 lint: venv
 	ruff check .
 
-test: venv rmq redis browser lint
+test: venv rmq redis browser wrk lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-bench: venv rmq redis
+bench: venv rmq redis wrk
 	$(PYTHON) -m bench
 
 # rmq/definitions.json (classic queues) and definitions.quorum.json (a cluster's) are generated

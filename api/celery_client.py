@@ -1,8 +1,10 @@
 """Sending tasks to Celery from the event loop without blocking it.
 
-Celery's client is synchronous (``delay()`` talks to the broker before it returns), and its
-``rpc://`` result backend delivers results to the thread that sent the task. So every Celery call
-of the API runs in one dedicated thread: the loop stays free and results find their way back.
+Celery's client is synchronous (``delay()`` talks to the broker and waits for its confirm before
+it returns), so every Celery call of the API runs in a thread: the loop stays free. With Redis as
+the result backend any thread may send and read, and several sends wait for their confirms at
+once, one thread per connection of Celery's pool. The ``rpc://`` backend delivers results to the
+thread that sent the task, so with it there is one thread.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +21,7 @@ from amqp.exceptions import AMQPError
 from celery import Celery, chain, chord, group, uuid
 from celery.backends.rpc import BacklogLimitExceeded, RPCBackend
 from celery.canvas import Signature
-from celery.result import AsyncResult
+from celery.events.dispatcher import EventDispatcher
 from kombu.exceptions import OperationalError
 
 from api.errors import BrokerUnavailable
@@ -47,26 +50,34 @@ class CeleryClient:
         """
         self._app = app
         self._broker_ready = broker_ready
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-client")
+        # Each sending thread holds one of the pool's connections while it waits for a confirm.
+        threads = 1 if isinstance(app.backend, RPCBackend) else app.conf.broker_pool_limit
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="celery-client")
+        self._thread = threading.local()
 
     async def _run(self, func, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
     async def send(self, message: TaskMessage) -> str:
         """Queue ``process_task`` and return its Celery task id."""
-        result = await self._call(self._send, message)
-        log.info("task %s: sent to Celery as %s", message.task_num, result.id)
-        return result.id
+        celery_id = await self._call(self._send, message)
+        log.info("task %s: sent to Celery as %s", message.task_num, celery_id)
+        return celery_id
 
-    def _send(self, message: TaskMessage) -> AsyncResult:
+    def _send(self, message: TaskMessage) -> str:
         # process_task.delay(**kwargs), by the task's name: the API does not import the
         # worker's code, just as a service in production would not.
-        return self._app.send_task(
+        result = self._app.send_task(
             topology.PROCESS_TASK,
             kwargs=message.to_dict(),
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
+            event_dispatcher=self._event_dispatcher(),
         )
+        # Only the id leaves this thread. The Redis backend subscribes to each sent task's
+        # result, and a dropped AsyncResult unsubscribes: a round trip to Redis that belongs
+        # here, not on the event loop.
+        return result.id
 
     async def send_workflow(
         self, kind: WorkflowKind, members: list[TaskMessage], summary: int | None
@@ -76,6 +87,18 @@ class CeleryClient:
         ids = await self._call(self._send_workflow, kind, members, summary)
         log.info("tasks %s: sent to Celery as a %s", ", ".join(map(str, ids)), kind)
         return ids
+
+    def _event_dispatcher(self) -> EventDispatcher:
+        """This thread's own sender of task-sent events (what Flower shows as "sent").
+
+        Celery's default one is shared by all threads and publishes under a lock, waiting there
+        for the broker's confirm: with it, the threads would send one task at a time.
+        """
+        dispatcher = getattr(self._thread, "events", None)
+        if dispatcher is None:
+            # Not enabled: it publishes only through the producer send_task hands it.
+            dispatcher = self._thread.events = self._app.events.Dispatcher(enabled=False)
+        return dispatcher
 
     def _send_workflow(
         self, kind: WorkflowKind, members: list[TaskMessage], summary: int | None

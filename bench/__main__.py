@@ -1,178 +1,101 @@
-"""Measure the demo as it runs: real api, consumers and Celery workers on the local broker.
+"""Measure the demo under load, each figure beside its baseline from the same run.
 
-Every run uses a vhost of its own (deleted afterwards) and sends traffic to 127.0.0.1 only, in
-bounded batches. The figures go to stdout and to bench/results/latest.md.
+Real api, consumers and Celery workers on the local broker, each stage in a vhost of its own
+(deleted afterwards, on Ctrl-C too); traffic to 127.0.0.1 only. Writes bench/results/latest.json,
+latest.md (the table) and latest.png (the plot), and prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
-import statistics
-import tempfile
+import os
+import platform
+import signal
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from bench import report, stages
 from common.logs import configure_logging
 from common.settings import Settings
-from runner.broker import scratch_vhost
-from runner.client import ApiClient
-from runner.polling import wait_for
-from runner.services import QUICK_START, Services, demo_settings
+from runner.broker import management_url
 
 log = logging.getLogger("bench")
-RESULTS = Path(__file__).parent / "results" / "latest.md"
+RESULTS = Path(__file__).parent / "results"
 
 
-@dataclasses.dataclass
-class Demo:
-    settings: Settings
-    services: Services
-    api: ApiClient
-
-
-@contextmanager
-def demo(base: Settings, consumers: int = 0, celery_workers: int = 0) -> Iterator[Demo]:
-    """A fresh demo in a vhost of its own, with the asked number of workers."""
-    management = requests.Session()
-    management.auth = (base.rmq_user, base.rmq_password)
-    with tempfile.TemporaryDirectory() as state, scratch_vhost(base, management) as vhost:
-        settings = dataclasses.replace(
-            demo_settings(base, vhost, Path(state)), log_level="WARNING"
-        )
-        services = Services(Path(state), extra_args=QUICK_START)
-        try:
-            api = services.start_api(settings)
-            if consumers:
-                services.start_workers("consumer", settings, consumers)
-            if celery_workers:
-                services.start_workers("celery_worker", settings, celery_workers)
-            yield Demo(settings, services, api)
-        finally:
-            services.stop_all()
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
-
-
-def timed(func: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    func()
-    return time.perf_counter() - started
-
-
-def wait_all_final(api: ApiClient, count: int, timeout: float) -> list[dict]:
-    def finished() -> list[dict] | None:
-        tasks = api.session.get(api.url("/api/tasks"), params={"limit": count}, timeout=10).json()
-        tasks = tasks["tasks"]
-        done = [t for t in tasks if t["status"] in ("DONE", "ERROR")]
-        return done if len(done) == count else None
-
-    return wait_for(finished, timeout, interval=0.2, what=f"{count} tasks to finish")
-
-
-def throughput(base: Settings, method: str, tasks: int) -> dict[str, float]:
-    """Tasks of zero work through one worker process (3 threads / 3 pool processes)."""
-    kind = {"consumers": 1} if method == "rmq" else {"celery_workers": 1}
-    with demo(base, **kind) as d:
-        batch = 100
-        started = time.perf_counter()
-        for _ in range(tasks // batch):
-            d.api.send(method, timeout=0, count=batch)
-        accepted = time.perf_counter() - started
-        finished = wait_all_final(d.api, tasks, timeout=300)
-        total = time.perf_counter() - started
-    latencies = [t["duration"] * 1000 for t in finished]
+def machine(bench: stages.Bench) -> dict[str, Any]:
+    """What the figures were measured on: they mean little without it."""
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )
+    overview = bench.management.get(management_url(bench.base, "overview"), timeout=10).json()
     return {
-        "accept_per_s": tasks / accepted,
-        "done_per_s": tasks / total,
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p95_ms": percentile(latencies, 95),
+        "cores": os.cpu_count(), "cpu": cpu, "rabbitmq": overview["rabbitmq_version"],
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
     }
 
 
-def post_latency(base: Settings, requests_count: int) -> dict[str, dict[str, float]]:
-    """How long the client waits for a 202, one task per request (no workers: nothing runs)."""
-    figures = {}
-    with demo(base) as d:
-        for method in ("rmq", "celery"):
-            samples = [
-                timed(lambda m=method: d.api.send(m, timeout=0)) * 1000
-                for _ in range(requests_count)
-            ]
-            figures[method] = {
-                "p50_ms": percentile(samples, 50), "p95_ms": percentile(samples, 95),
-            }
-    return figures
+def run(bench: stages.Bench, args: argparse.Namespace) -> dict[str, Any]:
+    plan = [
+        ("accept", lambda: stages.accept(bench, args.connections, args.seconds)),
+        ("e2e", lambda: stages.end_to_end(bench, args.tasks, args.connections)),
+        ("scaling", lambda: stages.scaling(bench, args.rounds, report.WORKER_COUNTS)),
+        ("healthz", lambda: stages.healthz(bench)),
+        ("memory", lambda: stages.memory(bench, args.memory_tasks, batch=1000)),
+    ]
+    settings = {name: value for name, value in vars(args).items() if name != "output"}
+    results: dict[str, Any] = {"machine": machine(bench), "settings": settings}
+    for number, (name, stage) in enumerate(plan, start=1):
+        log.info("stage %s/%s: %s", number, len(plan), name)
+        started = time.monotonic()
+        results[name] = stage()
+        log.info("stage %s done in %.0f s", name, time.monotonic() - started)
+    return results
 
 
-def sync_rate(base: Settings, requests_count: int, clients: int) -> float:
-    with demo(base) as d:
-        url = d.api.url("/get_sync_data/")
-
-        def one(_: int) -> None:
-            assert requests.get(url, params={"data_id": 12}, timeout=10).status_code == 200
-
-        with ThreadPoolExecutor(clients) as pool:
-            elapsed = timed(lambda: list(pool.map(one, range(requests_count))))
-    return requests_count / elapsed
-
-
-def scaling(base: Settings, method: str, workers: int, tasks: int = 12) -> float:
-    """Wall time of ``tasks`` one-second tasks with ``workers`` worker processes."""
-    kind = {"consumers": workers} if method == "rmq" else {"celery_workers": workers}
-    with demo(base, **kind) as d:
-        started = time.perf_counter()
-        d.api.send(method, timeout=1, count=tasks)
-        wait_all_final(d.api, tasks, timeout=120)
-        return time.perf_counter() - started
+def stop(signum: int, _frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does: every ``finally`` stops its processes and deletes
+    its vhost on the way out (Python's default for SIGTERM would skip them all)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=1000, help="tasks per throughput run")
+    parser.add_argument("--connections", type=int, default=32,
+                        help="concurrent connections (and confirms in flight) on the accept path")
+    parser.add_argument("--seconds", type=float, default=8, help="length of each load run")
+    parser.add_argument("--tasks", type=int, default=2000, help="zero-work tasks end to end")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="one-second tasks per worker slot in the scaling stage")
+    parser.add_argument("--memory-tasks", type=int, default=100_000,
+                        help="tasks accepted before the api's memory is read")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, stop)
     base = Settings.from_env()
     configure_logging(dataclasses.replace(base, log_level="INFO"))
-    logging.getLogger("pika").setLevel(logging.WARNING)  # a line per helper connection otherwise
+    # The runner's helper connections: a line each, and a warning for a queue not declared yet.
+    logging.getLogger("pika").setLevel(logging.ERROR)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)  # "Deleting <Queue ...>" and the like
+    logging.getLogger("runner").setLevel(logging.WARNING)  # a line per process started
 
-    lines = ["| Замер | RabbitMQ (pika) | Celery |", "| --- | --- | --- |"]
-    runs = {m: throughput(base, m, args.tasks) for m in ("rmq", "celery")}
-    lines += [
-        f"| Приём задач API, задач/с (пачки по 100) | {runs['rmq']['accept_per_s']:.0f} "
-        f"| {runs['celery']['accept_per_s']:.0f} |",
-        f"| Выполнение {args.tasks} задач без работы, задач/с (1 воркер) "
-        f"| {runs['rmq']['done_per_s']:.0f} | {runs['celery']['done_per_s']:.0f} |",
-        f"| Задержка от отправки до DONE, p50 / p95, мс | {runs['rmq']['latency_p50_ms']:.0f} / "
-        f"{runs['rmq']['latency_p95_ms']:.0f} | {runs['celery']['latency_p50_ms']:.0f} / "
-        f"{runs['celery']['latency_p95_ms']:.0f} |",
-    ]
-    posts = post_latency(base, 200)
-    lines.append(
-        "| `POST /api/tasks` одной задачи до ответа 202, p50 / p95, мс "
-        f"| {posts['rmq']['p50_ms']:.1f} / {posts['rmq']['p95_ms']:.1f} "
-        f"| {posts['celery']['p50_ms']:.1f} / {posts['celery']['p95_ms']:.1f} |"
-    )
-    for workers in (1, 2):
-        rmq, celery = scaling(base, "rmq", workers), scaling(base, "celery", workers)
-        lines.append(
-            f"| 12 задач по 1 с, воркеров: {workers} (по 3 параллельно в каждом), с "
-            f"| {rmq:.1f} | {celery:.1f} |"
-        )
-    rate = sync_rate(base, 2000, clients=8)
-    lines.append(f"| Синхронный `GET /get_sync_data/`, 8 клиентов, запросов/с | {rate:.0f} | — |")
-
-    table = "\n".join(lines)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(table + "\n")
-    log.info("results written to %s\n%s", RESULTS, table)
+    with requests.Session() as management:
+        management.auth = (base.rmq_user, base.rmq_password)
+        results = run(stages.Bench(base, management), args)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report.markdown(results)
+    (args.output / "latest.md").write_text(table)
+    report.plot(results, args.output / "latest.png")
+    log.info("results in %s: latest.json, latest.md, latest.png", args.output)
+    print(table)  # the CLI's final table, to stdout
 
 
 if __name__ == "__main__":

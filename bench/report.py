@@ -1,0 +1,180 @@
+"""What a run means: each figure beside its baseline, the targets as ratios, the table and plot.
+
+Everything here works on the run's results as plain JSON data (``bench/results/latest.json``),
+so that a table or a plot can be made again from a saved run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+# Every consumer runs three task threads, every Celery worker three pool processes.
+SLOTS_PER_WORKER = 3
+WORKER_COUNTS = (1, 2, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One goal of the run: ``value`` compared with ``goal``, both in ``unit``."""
+
+    label: str
+    value: float
+    goal: float
+    at_least: bool  # the value must be >= goal; else it must be < goal
+    unit: str = "%"
+
+    @property
+    def met(self) -> bool:
+        compare: Callable[[float, float], bool] = operator.ge if self.at_least else operator.lt
+        return compare(self.value, self.goal)
+
+    @property
+    def wanted(self) -> str:
+        return f"{'≥' if self.at_least else '<'} {self.goal:g} {self.unit}"
+
+
+def share(value: float, baseline: float) -> float:
+    """``value`` as a percentage of ``baseline``."""
+    return 100 * value / baseline
+
+
+def ideal_rate(workers: int) -> float:
+    """One-second tasks per second when every slot of every worker is always busy."""
+    return SLOTS_PER_WORKER * workers
+
+
+def scaling_shares(results: Results, method: str) -> dict[int, float]:
+    """Workers -> the measured rate as a percentage of the ideal one."""
+    rates = results["scaling"][method]
+    return {int(n): share(rate, ideal_rate(int(n))) for n, rate in rates.items()}
+
+
+def targets(results: Results) -> list[Target]:
+    accept, e2e = results["accept"], results["e2e"]
+    bare = accept["bare"]["rate"]
+    found = [
+        Target("Приём rmq, доля голого обработчика", share(accept["rmq"]["rate"], bare), 25, True),
+        Target("Приём rmq, p99", accept["rmq"]["p99_ms"], 50, False, "мс"),
+        Target("Приём celery, доля голого обработчика", share(accept["celery"]["rate"], bare), 10,
+               True),
+        Target("Конец в конец rmq, доля брокера без API", share(e2e["rmq"], e2e["raw"]), 25, True),
+    ]
+    for method in ("rmq", "celery"):
+        for workers, percent in scaling_shares(results, method).items():
+            found.append(Target(f"Масштабирование {method}, {workers} воркер(а), доля идеала",
+                                percent, 95, True))
+    healthz = results["healthz"]
+    found += [
+        Target("/healthz во время asyncio.sleep", healthz["asyncio"], 50, False, "мс"),
+        Target("/healthz во время time.sleep (урок)", healthz["blocking"], 6000, True, "мс"),
+    ]
+    return found
+
+
+def _mark(target: Target) -> str:
+    return f"{target.wanted} {'✓' if target.met else '✗'}"
+
+
+def _latency(figures: dict[str, float]) -> str:
+    return f"{figures['p50_ms']:.1f} / {figures['p99_ms']:.1f}"
+
+
+def markdown(results: Results) -> str:
+    """The table the README shows: the figure, its baseline from the same run, the target."""
+    accept, e2e, healthz, memory = (
+        results["accept"], results["e2e"], results["healthz"], results["memory"]
+    )
+    goals = {target.label: target for target in targets(results)}
+    bare, publish = accept["bare"], accept["publish"]
+    connections = results["settings"]["connections"]
+    rows = [
+        ("Замер", "Значение", "База в том же прогоне", "Доля базы", "Цель"),
+        (f"Приём `POST /api/tasks` rmq, запросов/с ({connections} соединения)",
+         f"{accept['rmq']['rate']:.0f}", f"{bare['rate']:.0f} (голый обработчик aiohttp)",
+         f"{share(accept['rmq']['rate'], bare['rate']):.0f} %",
+         _mark(goals["Приём rmq, доля голого обработчика"])),
+        ("Приём rmq, p50 / p99, мс", _latency(accept["rmq"]),
+         f"{_latency(bare)} (голый), {_latency(publish)} (только публикация)", "",
+         _mark(goals["Приём rmq, p99"])),
+        ("Приём celery, запросов/с", f"{accept['celery']['rate']:.0f}", f"{bare['rate']:.0f}",
+         f"{share(accept['celery']['rate'], bare['rate']):.0f} %",
+         _mark(goals["Приём celery, доля голого обработчика"])),
+        ("Приём celery, p50 / p99, мс", _latency(accept["celery"]), _latency(bare), "", ""),
+        (f"Только публикация aio-pika (до {connections} неподтверждённых), сообщений/с",
+         f"{publish['rate']:.0f}", f"{bare['rate']:.0f}",
+         f"{share(publish['rate'], bare['rate']):.0f} %", ""),
+        ("Конец в конец rmq, задач/с (1 consumer, задачи без работы)", f"{e2e['rmq']:.0f}",
+         f"{e2e['raw']:.0f} (брокер без API: публикация, чтение, ack)",
+         f"{share(e2e['rmq'], e2e['raw']):.0f} %",
+         _mark(goals["Конец в конец rmq, доля брокера без API"])),
+        ("Конец в конец celery, задач/с (1 Celery worker)", f"{e2e['celery']:.0f}",
+         f"{e2e['raw']:.0f}", f"{share(e2e['celery'], e2e['raw']):.0f} %", ""),
+    ]
+    for method, who in (("rmq", "consumer"), ("celery", "Celery worker")):
+        rates = {int(n): rate for n, rate in results["scaling"][method].items()}
+        percents = scaling_shares(results, method)
+        label = f"Масштабирование {method}: 1 / 2 / 4 {who}, задач по 1 с в секунду"
+        rows.append((
+            label,
+            " / ".join(f"{rates[n]:.2f}" for n in sorted(rates)),
+            " / ".join(f"{ideal_rate(n):g}" for n in sorted(rates)) + " (идеал 3·N)",
+            " / ".join(f"{percents[n]:.0f} %" for n in sorted(rates)),
+            "≥ 95 % " + ("✓" if all(p >= 95 for p in percents.values()) else "✗"),
+        ))
+    rows += [
+        ("`/healthz` во время `asyncio.sleep(7)`, худший ответ, мс", f"{healthz['asyncio']:.0f}",
+         "", "", _mark(goals["/healthz во время asyncio.sleep"])),
+        ("`/healthz` во время `time.sleep(7)`, худший ответ, мс", f"{healthz['blocking']:.0f}",
+         "", "", _mark(goals["/healthz во время time.sleep (урок)"])),
+        (f"Память API (RSS) после {memory['accepted']} принятых задач, МиБ",
+         f"{memory['after_mib']:.0f}", f"{memory['started_mib']:.0f} (сразу после старта)", "",
+         f"не растёт: в памяти ≤ {memory['store_limit']} задач"),
+    ]
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    lines.insert(1, "| " + " | ".join("---" for _ in rows[0]) + " |")
+    return "\n".join([machine_line(results["machine"]), "", *lines]) + "\n"
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    return (f"Машина: {machine['cores']} ядра, {machine['cpu']}; RabbitMQ {machine['rabbitmq']},"
+            f" Python {machine['python']}, {machine['date']}.")
+
+
+def plot(results: Results, path: Path) -> None:
+    """Two panels: each path's share of its baseline with its target, and scaling against ideal."""
+    # Imported here: the table needs no matplotlib, and the Docker image (without the dev
+    # requirements) still runs `python -m bench --help`.
+    import matplotlib
+
+    matplotlib.use("Agg")  # a file, no display
+    from matplotlib import pyplot
+
+    shares = [t for t in targets(results) if t.unit == "%" and "Масштабирование" not in t.label]
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    names = [t.label.replace(", доля", "\nдоля") for t in shares]
+    left.barh(names, [t.value for t in shares],
+              color=["tab:green" if t.met else "tab:red" for t in shares])
+    left.scatter([t.goal for t in shares], names, marker="|", s=600, color="black",
+                 label="цель", zorder=3)
+    left.invert_yaxis()
+    left.set_xlabel("% от базы в том же прогоне")
+    left.set_title("Пропускная способность относительно базы")
+    left.legend(loc="lower right")
+    for method, style in (("rmq", "o-"), ("celery", "s-")):
+        rates = {int(n): rate for n, rate in results["scaling"][method].items()}
+        right.plot(sorted(rates), [rates[n] for n in sorted(rates)], style, label=method)
+    right.plot(WORKER_COUNTS, [ideal_rate(n) for n in WORKER_COUNTS], "k--", label="идеал 3·N")
+    right.set_xticks(WORKER_COUNTS)
+    right.set_xlabel("воркеров (consumer или Celery worker)")
+    right.set_ylabel("задач по 1 с в секунду")
+    right.set_title("Масштабирование")
+    right.legend()
+    figure.suptitle(machine_line(results["machine"]), fontsize=9)
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

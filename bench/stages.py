@@ -1,0 +1,284 @@
+"""The bench's stages: each starts what it measures in a vhost of its own and stops it again.
+
+A stage returns plain data (for ``latest.json``). Processes and vhosts are cleaned up in
+``finally`` blocks, so a failure or Ctrl-C in the middle leaves nothing running on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import requests
+
+from bench import raw, wrk
+from bench.report import ideal_rate
+from common.settings import Settings
+from runner.broker import scratch_vhost
+from runner.client import ApiClient
+from runner.polling import wait_for
+from runner.services import QUICK_START, Service, Services, demo_settings, free_port, service_env
+
+log = logging.getLogger(__name__)
+
+FINAL = ("DONE", "ERROR")
+
+
+@dataclasses.dataclass
+class Demo:
+    settings: Settings
+    services: Services
+    api: ApiClient
+
+    def start_workers(self, kind: str, count: int) -> list[Service]:
+        return self.services.start_workers(kind, self.settings, count)
+
+
+@dataclasses.dataclass
+class Bench:
+    """The run: the machine's broker, and every scratch vhost made so far (to check cleanup)."""
+
+    base: Settings
+    management: requests.Session
+    vhosts: list[str] = dataclasses.field(default_factory=list)
+
+    @contextlib.contextmanager
+    def demo(self, **changes: Any) -> Iterator[Demo]:
+        """A fresh api in a vhost of its own; ``changes`` replace some of its settings."""
+        with tempfile.TemporaryDirectory() as state, \
+                scratch_vhost(self.base, self.management) as vhost:
+            self.vhosts.append(vhost)
+            log.info("demo in vhost %s", vhost)
+            settings = dataclasses.replace(demo_settings(self.base, vhost, Path(state)), **changes)
+            services = Services(Path(state), extra_args=QUICK_START)
+            try:
+                yield Demo(settings, services, services.start_api(settings))
+            finally:
+                services.stop_all()
+
+
+@contextlib.contextmanager
+def bare_handler() -> Iterator[str]:
+    """The minimal aiohttp app (``bench/bare.py``) on a free port; its base URL."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as logs:
+        service = Service("bare", [sys.executable, "-m", "bench.bare", str(port)],
+                          service_env({}), Path(logs))
+        try:
+            url = f"http://127.0.0.1:{port}"
+
+            def ready() -> bool:
+                assert service.alive(), service.log()
+                return requests.get(f"{url}/healthz", timeout=2).ok
+
+            wait_for(ready, 20, what="the bare handler to listen")
+            yield url
+        finally:
+            service.stop()
+
+
+def task_body(method: str, timeout: float = 0, count: int = 1) -> dict[str, Any]:
+    return {"method": method, "timeout": timeout, "count": count}
+
+
+def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
+    """A load result as data; a run with errors (a 503, a refused connection) means nothing."""
+    if result.errors:
+        raise RuntimeError(f"{what}: {result.errors} of {result.requests} requests failed")
+    log.info("%s: %.0f req/s, p50 %.1f ms, p99 %.1f ms",
+             what, result.rate, result.p50_ms, result.p99_ms)
+    return {"rate": result.rate, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
+
+
+def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
+    """``POST /api/tasks`` with one zero-work task per request, beside a bare aiohttp handler and
+    beside publishing alone. No workers run: the stage measures accepting, nothing else."""
+    figures = {}
+    with bare_handler() as url:
+        figures["bare"] = checked(wrk.run(f"{url}/api/tasks", '{"method": "rmq", "timeout": 0}',
+                                          connections=connections, seconds=seconds), "bare handler")
+    # Unfinished tasks are never dropped: room for all of them, or the store would answer 503.
+    with bench.demo(task_store_limit=10_000_000) as demo:
+        published = asyncio.run(raw.publish_alone(
+            demo.settings.rmq_url, count=int(2500 * seconds), in_flight=connections
+        ))
+        figures["publish"] = dataclasses.asdict(published)
+        log.info("publishing alone: %.0f msg/s, p50 %.1f ms, p99 %.1f ms",
+                 published.rate, published.p50_ms, published.p99_ms)
+        for method in ("rmq", "celery"):
+            result = wrk.run(demo.api.url("/api/tasks"), json.dumps(task_body(method)),
+                             connections=connections, seconds=seconds)
+            figures[method] = checked(result, f"accept {method}")
+    return figures
+
+
+async def send_tasks(base_url: str, method: str, timeout: float, total: int, batch: int,
+                     in_flight: int = 8) -> list[int]:
+    """``total`` tasks in requests of ``batch``, ``in_flight`` requests at a time; their numbers."""
+    slots = asyncio.Semaphore(in_flight)
+    numbers: list[int] = []
+
+    async def one(session: aiohttp.ClientSession, count: int) -> None:
+        async with slots, session.post(f"{base_url}/api/tasks",
+                                       json=task_body(method, timeout, count)) as response:
+            assert response.status == 202, await response.text()
+            numbers.extend(task["task_num"] for task in (await response.json())["tasks"])
+
+    async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
+        for start in range(0, total, batch):
+            group.create_task(one(session, min(batch, total - start)))
+    return sorted(numbers)
+
+
+async def wait_finished(base_url: str, numbers: list[int], timeout: float) -> list[dict]:
+    """Wait until every task is DONE or ERROR; return them all.
+
+    While waiting it asks about one task at a time, the oldest not yet seen finished, so that
+    the polling costs the API next to nothing; then it reads every task once.
+    """
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+
+        async def task(number: int) -> dict:
+            async with session.get(f"{base_url}/api/tasks/{number}") as response:
+                assert response.status == 200, await response.text()
+                return await response.json()
+
+        # Tasks finish roughly in the order they were sent: step over each finished one.
+        step = max(1, len(numbers) // 50)
+        for number in [*numbers[step - 1::step], numbers[-1]]:
+            while (await task(number))["status"] not in FINAL:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"task {number} not finished after {timeout:.0f} s")
+                await asyncio.sleep(0.1)
+        tasks = [await task(number) for number in numbers]
+    unfinished = [t["task_num"] for t in tasks if t["status"] not in FINAL]
+    if unfinished:  # one of the steps' neighbours still running: wait for those too
+        return await wait_finished(base_url, numbers, deadline - time.monotonic())
+    return tasks
+
+
+def completion_rate(tasks: list[dict]) -> float:
+    """Tasks per second from the first accepted to the last finished, by the API's own clock."""
+    first = min(task["created_at"] for task in tasks)
+    last = max(task["finished_at"] for task in tasks)
+    return len(tasks) / (last - first)
+
+
+def run_tasks(demo: Demo, method: str, timeout: float, total: int, batch: int,
+              wait: float) -> float:
+    """Send ``total`` tasks and wait for them all; their completion rate."""
+
+    async def both() -> list[dict]:
+        numbers = await send_tasks(demo.api.base_url, method, timeout, total, batch)
+        return await wait_finished(demo.api.base_url, numbers, wait)
+
+    return completion_rate(asyncio.run(both()))
+
+
+def end_to_end(bench: Bench, tasks: int, in_flight: int) -> dict[str, float]:
+    """Zero-work tasks through one consumer and one Celery worker, beside the broker alone."""
+    figures = {}
+    with bench.demo() as demo:
+        figures["raw"] = asyncio.run(raw.round_trip(demo.settings.rmq_url, tasks, in_flight))
+        log.info("broker round trip without the API: %.0f msg/s", figures["raw"])
+        demo.start_workers("consumer", 1)
+        figures["rmq"] = run_tasks(demo, "rmq", 0, tasks, batch=100, wait=300)
+        log.info("end to end rmq, 1 consumer: %.0f tasks/s", figures["rmq"])
+    with bench.demo() as demo:
+        demo.start_workers("celery_worker", 1)
+        figures["celery"] = run_tasks(demo, "celery", 0, tasks, batch=100, wait=300)
+        log.info("end to end celery, 1 worker: %.0f tasks/s", figures["celery"])
+    return figures
+
+
+def scaling(bench: Bench, rounds: int, counts: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    """One-second tasks through 1, 2, 4 workers: ``rounds`` tasks for every slot, so that the
+    last, partly filled round is a small part of the whole."""
+    figures: dict[str, dict[str, float]] = {}
+    for method, kind in (("rmq", "consumer"), ("celery", "celery_worker")):
+        figures[method] = {}
+        with bench.demo() as demo:
+            running = 0
+            for workers in counts:
+                demo.start_workers(kind, workers - running)
+                running = workers
+                total = int(ideal_rate(workers) * rounds)
+                rate = run_tasks(demo, method, 1, total, batch=total, wait=rounds * 10 + 60)
+                figures[method][str(workers)] = rate
+                log.info("scaling %s, %s workers: %.2f tasks/s (ideal %g)",
+                         method, workers, rate, ideal_rate(workers))
+    return figures
+
+
+async def worst_healthz(base_url: str, blocking: bool) -> float:
+    """The slowest ``/healthz`` answer (ms) while a 7-second long request is being served."""
+    latencies = []
+    async with aiohttp.ClientSession() as session:
+        long_url = f"{base_url}/api/sync-long-data?data_id=12&blocking={int(blocking)}"
+        long_request = asyncio.create_task(session.get(long_url))
+        while not long_request.done():
+            started = time.perf_counter()
+            async with session.get(f"{base_url}/healthz") as response:
+                assert response.status == 200
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.05)
+        (await long_request).release()
+    return max(latencies)
+
+
+def healthz(bench: Bench) -> dict[str, float]:
+    """The blocking lesson in figures: ``time.sleep`` stalls everybody, ``asyncio.sleep`` nobody."""
+    with bench.demo() as demo:
+        figures = {
+            "asyncio": asyncio.run(worst_healthz(demo.api.base_url, blocking=False)),
+            "blocking": asyncio.run(worst_healthz(demo.api.base_url, blocking=True)),
+        }
+    log.info("/healthz worst: %.0f ms during asyncio.sleep, %.0f ms during time.sleep",
+             figures["asyncio"], figures["blocking"])
+    return figures
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, in MiB (VmRSS in /proc/PID/status, in kB)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(f"no VmRSS for pid {pid}")
+
+
+def memory(bench: Bench, total: int, batch: int) -> dict[str, float]:
+    """The API's memory after ``total`` accepted tasks: the store keeps at most its limit.
+
+    No worker runs, so every task stays PENDING and the store fills; each time it is full, the
+    teacher's reset (purging test_direct) forgets the waiting tasks and makes room again.
+    """
+    with bench.demo() as demo:
+        limit = demo.settings.task_store_limit
+        pid = demo.api.service.pid
+        figures = {"store_limit": limit, "accepted": total, "started_mib": rss_mib(pid)}
+        purge_url = demo.api.url("/api/queues/test_direct/purge")
+        sent = 0
+        while sent < total:
+            fill = min(limit, total - sent)
+            asyncio.run(send_tasks(demo.api.base_url, "rmq", 0, fill, batch, in_flight=4))
+            sent += fill
+            if sent == limit:
+                figures["full_mib"] = rss_mib(pid)
+            if sent < total:
+                demo.api.session.post(purge_url, timeout=30).raise_for_status()
+        figures["after_mib"] = rss_mib(pid)
+    log.info("api memory: %.0f MiB at start, %.0f MiB with the store full, %.0f MiB after %s"
+             " tasks", figures["started_mib"], figures.get("full_mib", 0), figures["after_mib"],
+             total)
+    return figures
