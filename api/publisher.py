@@ -42,6 +42,7 @@ class Publisher:
         self._settings = settings
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._renewing: asyncio.Task[None] | None = None
         self._node: str | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
@@ -157,15 +158,47 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=str(message.task_num),
         )
+        exchange = self._exchange
         try:
             # mandatory=False: a fanout ignores the routing key, so it can never be unroutable
             # while test_direct is bound; with it, a broker restart would report spurious returns.
-            await self._exchange.publish(
+            await exchange.publish(
                 amqp_message, routing_key=routing_key, mandatory=False, timeout=PUBLISH_TIMEOUT
             )
+        except aio_pika.exceptions.DeliveryError as exc:
+            # A nack: a queue did not take the message. When a quorum queue's leader has just
+            # died, a new channel may go on being nacked until it is replaced (RabbitMQ 3.10,
+            # measured: 90 s and more); a fresh one finds the new leader within two seconds.
+            self._renew_channel(exchange)
+            raise BrokerUnavailable("the broker refused the message (nack)") from exc
         except AMQP_ERRORS as exc:
             raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
         log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
+
+    def _renew_channel(self, refused: AbstractExchange) -> None:
+        """Publish through a new channel from now on, unless that is already under way."""
+        if self._exchange is not refused or self._renewing is not None:
+            return
+        self._renewing = asyncio.create_task(self._open_publishing_channel(refused))
+        self._renewing.add_done_callback(lambda _: setattr(self, "_renewing", None))
+
+    async def _open_publishing_channel(self, refused: AbstractExchange) -> None:
+        connection = self._connection
+        if connection is None:
+            return  # lost meanwhile: the reconnect loop opens a new connection and channel
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(topology.EXCHANGE)  # a passive declare
+        except AMQP_ERRORS as exc:
+            log.warning("no new publishing channel: %r", exc)
+            return
+        if self._exchange is refused:
+            self._exchange, stale = exchange, refused.channel
+            log.warning("publishes were refused (nack): publishing through a new channel")
+        else:
+            stale = channel  # reconnected meanwhile, with a channel of its own
+        with contextlib.suppress(*AMQP_ERRORS):
+            await stale.close()
 
     @contextlib.asynccontextmanager
     async def channel(self) -> AsyncIterator[AbstractChannel]:

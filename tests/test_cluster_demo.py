@@ -144,13 +144,15 @@ def done_counts(*workers: Service) -> Counter[int]:
 
 def lose_a_node_under_load(
     settings: Settings,
+    consumer_settings: Settings,
     services: Services,
     choose: Callable[[ApiClient], Node],
     lose: Callable[[Node], None],
     bring_back: Callable[[Node], None],
 ) -> None:
+    # The consumer starts first, so test_direct's leader is the first node of its list.
+    [consumer] = services.start_workers("consumer", consumer_settings)
     api = services.start_api(settings)
-    [consumer] = services.start_workers("consumer", settings)
     [celery_worker] = services.start_workers("celery_worker", settings)
     in_flight = [task["task_num"] for task in api.send("rmq", timeout=WORK, count=RMQ_TASKS)]
     in_flight += [task["task_num"] for task in api.send("celery", timeout=WORK, count=CELERY_TASKS)]
@@ -193,17 +195,36 @@ def lose_a_node_under_load(
 def test_killing_the_leader_of_test_direct_loses_no_task(
     cluster_settings: Settings, own_services: Services
 ) -> None:
-    def leader(_: ApiClient) -> Node:
-        return rmq_cluster.leader_of(topology.QUEUE, vhost=cluster_settings.rmq_vhost)
+    """The hardest case: every client is on the node that leads test_direct. A new leader is
+    elected, and every client moves to another node."""
+
+    def leader(api: ApiClient) -> Node:
+        found = rmq_cluster.leader_of(topology.QUEUE, vhost=cluster_settings.rmq_vhost)
+        assert found == node_of_api(api)
+        return found
 
     lose_a_node_under_load(
-        cluster_settings, own_services, leader, rmq_cluster.kill_node, rmq_cluster.restart_node
+        cluster_settings, cluster_settings, own_services, leader,
+        rmq_cluster.kill_node, rmq_cluster.restart_node,
     )
 
 
 def test_stopping_the_node_of_the_api_loses_no_task(
     cluster_settings: Settings, own_services: Services
 ) -> None:
+    """The API's node stops cleanly while another node leads test_direct (the consumer's list
+    starts with the second node): the API moves, the queue keeps its leader."""
+    urls = cluster_settings.rmq_urls
+    consumer_first = dataclasses.replace(
+        cluster_settings, rmq_url=URL_SEPARATOR.join(urls[1:] + urls[:1])
+    )
+
+    def api_node_not_leading(api: ApiClient) -> Node:
+        found = node_of_api(api)
+        assert found != rmq_cluster.leader_of(topology.QUEUE, vhost=cluster_settings.rmq_vhost)
+        return found
+
     lose_a_node_under_load(
-        cluster_settings, own_services, node_of_api, rmq_cluster.stop_app, rmq_cluster.start_app
+        cluster_settings, consumer_first, own_services, api_node_not_leading,
+        rmq_cluster.stop_app, rmq_cluster.start_app,
     )

@@ -7,13 +7,14 @@ machine's real broker. The cluster itself, with a node killed under load, is tes
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
+import requests
 
 from common import topology
 from common.settings import URL_SEPARATOR, Settings
-from runner.broker import queue_state
+from runner.broker import management_url, queue_state
 from runner.polling import wait_for
 from runner.services import Services, free_port
 
@@ -64,3 +65,31 @@ def test_every_service_skips_a_node_that_is_down(
     # Quorum mode: the worker sets up native delayed delivery through its own node only, not
     # retrying the node that is down (celery_app.DelayedDeliveryOnce).
     assert "Retrying delayed delivery setup" not in celery_worker.log()
+
+
+def test_a_refused_publish_is_a_503_and_the_next_channel_is_taken(
+    fresh_settings: Settings, own_services: Services, management: requests.Session
+) -> None:
+    """A nack (here: a policy that lets test_direct hold one message) is a clear 503; once the queue
+    takes messages again, so does the API, through the new channel it opened after the nack."""
+    api = own_services.start_api(fresh_settings)
+    policy = management_url(
+        fresh_settings, f"policies/{quote(fresh_settings.rmq_vhost, safe='')}/refuse-everything"
+    )
+    management.put(policy, json={
+        "pattern": f"^{topology.QUEUE}$",
+        "definition": {"max-length": 1, "overflow": "reject-publish"},
+        "apply-to": "queues",
+    }, timeout=10).raise_for_status()
+
+    def post() -> requests.Response:
+        return api.session.post(api.url("/api/tasks"), json={"method": "rmq", "timeout": 0},
+                                timeout=10)
+
+    # The first task fills the queue's one place; a Response of a 503 is falsy, hence .json().
+    refused = wait_for(lambda: (r := post()).status_code == 503 and r.json(), 10,
+                       what="the policy to refuse publishes")
+    assert "nack" in refused["error"]
+    management.delete(policy, timeout=10).raise_for_status()
+    wait_for(lambda: post().status_code == 202, 10, what="publishes to be taken again")
+    assert "publishing through a new channel" in api.service.log()
