@@ -73,10 +73,15 @@ def run_task(
     if message.fail:
         log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
         return Ending.FAILED
-    if reporter.report(task_num, TaskStatus.DONE, **tries) is Outcome.UNAUTHORIZED:
+    done = reporter.report(task_num, TaskStatus.DONE, **tries)
+    if done is Outcome.UNAUTHORIZED:
         # The token changed while the task ran: its result is not recorded, so it runs again.
         log.info("task %s: done, but the API refused the report; back to the queue, worker=%s",
                  task_num, worker_id)
         return Ending.UNAUTHORIZED
+    if done is Outcome.ALREADY_FINAL:
+        # Another delivery of the same message finished first (at least once): its DONE counts.
+        log.info("task %s: done again, the first DONE counts, worker=%s", task_num, worker_id)
+        return Ending.DONE
     log.info("task %s: done, worker=%s", task_num, worker_id)
     return Ending.DONE

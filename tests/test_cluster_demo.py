@@ -136,7 +136,8 @@ def node_of_api(api: ApiClient) -> Node:
 
 
 def done_counts(*workers: Service) -> Counter[int]:
-    """How many times each task was reported DONE, from the workers' own logs."""
+    """How many DONE reports of each task the API recorded, from the workers' own logs (a
+    second run of a redelivered task logs "done again": the API refused its DONE)."""
     return Counter(
         int(number) for worker in workers for number in DONE_LINE.findall(worker.log())
     )

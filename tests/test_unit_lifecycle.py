@@ -121,3 +121,17 @@ def test_a_result_the_api_refused_is_not_settled_either() -> None:
 
     assert run_task(TaskMessage(7, 1), reporter, Work()) is Ending.UNAUTHORIZED
     assert reporter.reports == [(7, TaskStatus.IN_PROGRESS), (7, TaskStatus.DONE)]
+
+
+def test_a_done_that_another_delivery_beat_is_logged_as_not_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two deliveries of one message ran at once (at least once); the other reported DONE first.
+    reporter = RecordingReporter(last_answer=Outcome.ALREADY_FINAL)
+
+    with caplog.at_level("INFO", logger="task_lifecycle"):
+        ending = run_task(TaskMessage(7, 0), reporter, Work())
+
+    assert ending is Ending.DONE  # the message is settled: the task is done either way
+    assert "task 7: done again, the first DONE counts" in caplog.text
+    assert "task 7: done, worker=" not in caplog.text
