@@ -16,15 +16,14 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from common import topology
-from common.settings import Settings
+from common.settings import URL_SEPARATOR, Settings
 
 
 def create_celery_app(settings: Settings) -> Celery:
     # RMQ_URL may list a cluster's nodes separated by ";": Celery's own failover syntax, so the
     # worker and the API's client move to the next node when theirs is lost.
-    app = Celery(
-        "demo", broker=settings.rmq_url, backend=settings.result_backend, include=["celery_tasks"]
-    )
+    broker = URL_SEPARATOR.join(settings.rmq_urls)  # without the spaces a user may put around ";"
+    app = Celery("demo", broker=broker, backend=settings.result_backend, include=["celery_tasks"])
     app.conf.update(
         task_default_queue=topology.CELERY_QUEUE,
         **_queue_type_settings(settings.rmq_queue_type),

@@ -81,10 +81,11 @@ class Publisher:
                 connection = await self._connect(url)
             except CONNECT_ERRORS as exc:
                 failures += 1
-                log.warning("broker %s not reachable (%s)",
-                            mask_password(url), exc or type(exc).__name__)
-                if failures % len(urls) == 0:
-                    log.warning("no node answers, next round in %.1f s", delay)
+                round_failed = failures % len(urls) == 0
+                log.warning("broker %s not reachable (%s), %s", mask_password(url),
+                            exc or type(exc).__name__,
+                            f"retrying in {delay:.1f} s" if round_failed else "trying the next")
+                if round_failed:
                     await self._sleep_unless_closing(delay)
                     delay = min(delay * 2, RECONNECT_DELAY_MAX)
                 continue

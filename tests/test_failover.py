@@ -29,7 +29,8 @@ def down_first(settings: Settings) -> Settings:
     dead_url = urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{dead}"))
     return dataclasses.replace(
         settings,
-        rmq_url=URL_SEPARATOR.join([dead_url, url]),
+        # Spaces around the separator, as a user may type them: every client must cope.
+        rmq_url=f" {URL_SEPARATOR} ".join([dead_url, url]),
         rmq_management_url=URL_SEPARATOR.join([f"http://127.0.0.1:{dead}/", management]),
     )
 
