@@ -225,13 +225,12 @@ def test_services_start_and_serve_on_the_imported_definitions(
         assert "PRECONDITION_FAILED" not in log
 
 
+@pytest.mark.parametrize("scratch", [topology.QUORUM], indirect=True)
 def test_celery_retries_wait_in_the_broker_with_quorum_queues(
     scratch: ScratchBroker, own_services, tmp_path: Path
 ) -> None:
     """Quorum mode: countdown retries go through Celery's native delayed delivery (topic
     exchanges), and the task still ends after its retries, not in a worker's memory."""
-    if scratch.settings.rmq_queue_type != topology.QUORUM:
-        pytest.skip("native delayed delivery is Celery's way for quorum queues only")
     settings = demo_settings(scratch.settings, scratch.vhost, tmp_path)
     api = own_services.start_api(settings)
     [celery_worker] = own_services.start_workers("celery_worker", settings)
@@ -241,11 +240,10 @@ def test_celery_retries_wait_in_the_broker_with_quorum_queues(
     assert "Direct exchanges are not supported" not in celery_worker.log()
 
 
+@pytest.mark.parametrize("scratch", [topology.QUORUM], indirect=True)
 def test_quorum_queue_dead_letters_a_message_delivered_too_often(scratch: ScratchBroker) -> None:
     """x-delivery-limit: a message requeued again and again (its consumers keep dying) ends in
-    the dead letters instead of looping forever."""
-    if scratch.settings.rmq_queue_type != topology.QUORUM:
-        pytest.skip("a classic queue does not count deliveries")
+    the dead letters instead of looping forever. A classic queue does not count deliveries."""
     connection = connect(scratch.settings.rmq_url)
     try:
         channel = connection.channel()
