@@ -1,4 +1,5 @@
-"""An access log that students can read: the page's own polling is left out when it succeeds."""
+"""An access log that students can read: the page's own polling, and requests whose handler logs
+each of its tasks already, are left out when they succeed."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from common.statuses import CALLBACK_PATH
 
 # An open page asks for the first three every second or two, and every successful status
 # callback is already logged as "task N: STATUS, worker=..." by its handler: logged again here,
-# they would bury the lines students read.
-QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", CALLBACK_PATH})
+# they would bury the lines students read. So is every accepted task ("task N: published to
+# ..." or "sent to Celery"): its request's line would only repeat it, at a tenth of the accept
+# path's CPU time (a listing of tasks that succeeds goes unlogged with them).
+QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", "/api/tasks", CALLBACK_PATH})
 FORMAT = '%a "%r" %s %b %Tfs'
 
 
