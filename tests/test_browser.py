@@ -237,6 +237,8 @@ TOUR = {
                       "docker compose kill -s KILL celery_worker"),
     "broker": ("sudo rabbitmqctl stop_app", "docker compose exec rmq rabbitmqctl stop_app"),
     "api": ("./ctl restart api", "docker compose restart api"),
+    "cluster-node": ("./rmq/cluster.sh status",
+                     "docker compose --profile cluster kill -s KILL rmq-1"),
 }
 
 
