@@ -95,10 +95,15 @@ async def queues(request: web.Request) -> web.Response:
     """``GET /api/queues``: ready messages and consumers from the broker at once (a passive
     declare); unacked messages from the management API's statistics, which lag."""
     settings = request.config_dict[settings_key]
-    answer: dict[str, Any] = {"management_url": settings.rmq_management_public_url}
+    publisher = request.config_dict[publisher_key]
+    # With a cluster in RMQ_URL, the page shows which node the API publishes through: it
+    # changes when that node is lost.
+    answer: dict[str, Any] = {
+        "management_url": settings.rmq_management_public_url, "node": publisher.node
+    }
     names = list(SHOWN_QUEUES)
     try:
-        counts = await request.config_dict[publisher_key].queue_counts(names)
+        counts = await publisher.queue_counts(names)
     except BrokerUnavailable as exc:
         # The panel says so; everything else on the page goes on working.
         return web.json_response({**answer, "available": False, "error": str(exc), "queues": []})

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -182,6 +183,9 @@ def test_the_queues_panel_purges_a_work_queue_once_confirmed(
     with live_page(browser, api.base_url, console_errors) as page:
         for number in numbers:
             expect(row(page, number)).to_have_attribute("data-status", "PENDING")
+        # The node of RMQ_URL the API publishes through (with a cluster, it moves on a loss).
+        node = urlsplit(fresh_settings.rmq_urls[0]).netloc.rpartition("@")[2]
+        expect(page.locator("#queues-node")).to_have_text(f"API публикует через узел {node}")
         purge_button = page.locator(f'#queue-rows tr[data-queue="{topology.QUEUE}"] button')
         questions: list[str] = []
         page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))

@@ -377,7 +377,14 @@ function purgeOnClick(rows, answer) {
   });
 }
 
-function renderQueues(rows, errorBox, data) {
+function renderQueues(rows, errorBox, nodeLine, data) {
+  // Which node of RMQ_URL the API publishes through: with a cluster, it moves when one is lost.
+  nodeLine.hidden = !data.node;
+  if (data.node) {
+    const node = document.createElement("code");
+    node.textContent = data.node;
+    nodeLine.replaceChildren("API публикует через узел ", node);
+  }
   errorBox.hidden = data.available;
   rows.closest("table").hidden = !data.available;
   if (!data.available) {
@@ -390,13 +397,13 @@ function renderQueues(rows, errorBox, data) {
 }
 
 /** Ask our server for the queues every two seconds, one request at a time. */
-async function pollQueues(rows, errorBox, deadLetters) {
+async function pollQueues(rows, errorBox, nodeLine, deadLetters) {
   for (;;) {
     const { status, data } = await fetchJson("/api/queues");
     // Status 0: our own server is silent (blocked or stopped). Keep the last figures: the
     // heartbeat already says why.
     if (status !== 0) {
-      renderQueues(rows, errorBox, data);
+      renderQueues(rows, errorBox, nodeLine, data);
       const dead = data.available && data.queues.find((queue) => queue.name === deadLetters.queue);
       if (dead && dead.exists) deadLetters.depthIs(dead.messages_ready);
     }
@@ -724,6 +731,7 @@ function main() {
   pollQueues(
     document.getElementById("queue-rows"),
     document.getElementById("queues-error"),
+    document.getElementById("queues-node"),
     deadLetters,
   );
   purgeOnClick(document.getElementById("queue-rows"), document.getElementById("queues-answer"));
