@@ -24,7 +24,7 @@ from celery.canvas import Signature
 from celery.events.dispatcher import EventDispatcher
 from kombu.exceptions import OperationalError
 
-from api.errors import BrokerUnavailable
+from api.errors import BrokerUnavailable, describe
 from api.model import WorkflowKind
 from common import topology
 from common.messages import TaskMessage
@@ -132,7 +132,7 @@ class CeleryClient:
             return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
         except (OperationalError, AMQPError, OSError) as exc:
             # AMQPError: a channel error, such as NOT_FOUND for a queue whose only node is down.
-            raise BrokerUnavailable(f"Celery could not reach the broker: {exc!r}") from exc
+            raise BrokerUnavailable(f"Celery could not reach the broker ({describe(exc)})") from exc
         except TimeoutError:
             raise BrokerUnavailable("Celery could not reach the broker in time") from None
 

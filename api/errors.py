@@ -12,6 +12,11 @@ class BrokerUnavailable(RuntimeError):
     """RabbitMQ cannot take a message now (down, restarting, unreachable): the client gets 503."""
 
 
+def describe(exc: BaseException) -> str:
+    """The exception for a message: its type, and its text when it has one (many have none)."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def json_error(
     error_class: type[web.HTTPException],
     message: str,

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from api.errors import describe
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ class ManagementClient:
                 self._note_failure(str(exc))
                 raise
             except (TimeoutError, aiohttp.ClientError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self._note_failure(reason)
+                self._note_failure(describe(exc))
                 self._base_urls.append(self._base_urls.pop(0))
                 continue
             if self._last_error is not None:
