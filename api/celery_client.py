@@ -126,7 +126,7 @@ class CeleryClient:
         return self._app.signature(name, kwargs=kwargs, task_id=task_id, **options)
 
     async def _call(self, func, *args):
-        """``func(*args)`` in the Celery thread, after checking the broker is there."""
+        """``func(*args)`` in a Celery thread, after checking the broker is there."""
         await self._broker_ready()
         try:
             return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)

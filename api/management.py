@@ -7,6 +7,7 @@ short timeouts: a slow or absent management plugin must not hold the page up.
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +32,9 @@ class ManagementUnavailable(RuntimeError):
 class ManagementClient:
     def __init__(self, settings: Settings) -> None:
         # One node's, or each node's of a cluster: any of them answers for the whole cluster.
-        self._base_urls = [url.rstrip("/") + "/api" for url in settings.rmq_management_urls]
+        self._base_urls = collections.deque(
+            url.rstrip("/") + "/api" for url in settings.rmq_management_urls
+        )
         # "/" is a valid vhost name, and the default: in a URL path it must read %2F.
         self._vhost = quote(settings.rmq_vhost, safe="")
         self._authorization = aiohttp.encode_basic_auth(settings.rmq_user, settings.rmq_password)
@@ -90,7 +93,7 @@ class ManagementClient:
                 raise
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self._note_failure(describe(exc))
-                self._base_urls.append(self._base_urls.pop(0))
+                self._base_urls.rotate(-1)
                 continue
             if self._last_error is not None:
                 log.info("management API at %s answers again", self._base_urls[0])

@@ -13,7 +13,6 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -21,7 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from api.errors import BrokerUnavailable
 from common import topology
 from common.messages import TaskMessage
-from common.settings import Settings, mask_password
+from common.settings import Settings, address, mask_password
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class Publisher:
             raise
         self._connection = connection
         self._exchange = exchanges[topology.EXCHANGE]
-        self._node = urlsplit(url).netloc.rpartition("@")[2]
+        self._node = address(url)
         log.info("publisher connected to %s", mask_password(url))
         return connection
 

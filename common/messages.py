@@ -26,6 +26,7 @@ class InvalidField(ValueError):
 
 
 SECONDS = ("must be a number of seconds", "нужно число секунд")
+POSITIVE_INTEGER = ("must be a positive integer", "нужно целое число больше нуля")
 
 
 def require(data: Mapping[str, Any], *names: str) -> None:
@@ -33,8 +34,6 @@ def require(data: Mapping[str, Any], *names: str) -> None:
     for name in names:
         if name not in data:
             raise InvalidField(name, "is missing", "не указано")
-
-POSITIVE_INTEGER = ("must be a positive integer", "нужно целое число больше нуля")
 
 
 def parse_timeout(value: Any, field: str = "timeout") -> float:
@@ -84,9 +83,9 @@ class TaskMessage:
 
     def to_dict(self) -> dict[str, Any]:
         """The message as plain JSON types: the body's object, and Celery's keyword arguments."""
-        # Written out: dataclasses.asdict deep-copies field by field, dearer than the JSON
-        # encoding itself, once for every task sent.
-        return {"task_num": self.task_num, "timeout": self.timeout, "fail": self.fail}
+        # Every field is a plain value, so a shallow copy will do: dataclasses.asdict copies
+        # deeply, field by field, dearer than the JSON encoding itself, once for every task sent.
+        return {field.name: getattr(self, field.name) for field in MESSAGE_FIELDS}
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict()).encode()
@@ -113,3 +112,6 @@ class TaskMessage:
             timeout=parse_timeout(data["timeout"]),
             fail=parse_flag(data.get("fail", False)),
         )
+
+
+MESSAGE_FIELDS = dataclasses.fields(TaskMessage)

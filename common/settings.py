@@ -184,9 +184,13 @@ def mask_password(url: str) -> str:
     if parts.password is None:
         return url
     # Rebuilt from the raw netloc, so that "[::1]:5672" and the like stay as they were.
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{address(url)}"))
+
+
+def address(url: str) -> str:
+    """The URL's ``host:port`` as written, without the credentials: which node it names."""
+    return urlsplit(url).netloc.rpartition("@")[2]
 
 
 def split_urls(urls: str) -> tuple[str, ...]:

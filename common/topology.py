@@ -24,7 +24,7 @@ BEAT_TASK = "celery_tasks.beat_tick"  # what Celery Beat sends on its schedule
 
 PREFETCH_COUNT = 3
 
-# The queue types of RMQ_QUEUE_TYPE (common.settings.QUEUE_TYPES).
+# The queue types RMQ_QUEUE_TYPE may name.
 CLASSIC = "classic"
 QUORUM = "quorum"
 QUEUE_TYPES = (CLASSIC, QUORUM)

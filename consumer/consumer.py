@@ -8,6 +8,7 @@ thread with ``add_callback_threadsafe``. A task of any length keeps its connecti
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -61,7 +62,7 @@ class Consumer:
         self._retry_delay = RECONNECT_DELAY_MIN
         self._connection: pika.BlockingConnection | None = None
         # The nodes to try, in order; the one connected to (or tried last) heads the list.
-        self._nodes = [pika.URLParameters(url) for url in settings.rmq_urls]
+        self._nodes = collections.deque(pika.URLParameters(url) for url in settings.rmq_urls)
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=topology.PREFETCH_COUNT, thread_name_prefix="task"
@@ -108,21 +109,21 @@ class Consumer:
                 connection.close()
             self._connection = self._channel = None
             # Whatever ended this connection, the next attempt starts with another node.
-            self._nodes.append(self._nodes.pop(0))
+            self._nodes.rotate(-1)
 
     def _connect(self) -> pika.BlockingConnection:
         """A connection to the first node that answers, which then heads the list.
 
         When none answers, the last node's error is raised.
         """
-        for _ in self._nodes[1:]:
+        for _ in range(len(self._nodes) - 1):
             node = self._nodes[0]
             try:
                 return pika.BlockingConnection(node)
             except pika.exceptions.AMQPConnectionError as exc:
                 log.info("node %s:%s unavailable (%r), trying the next, worker=%s",
                          node.host, node.port, exc, self.worker_id)
-                self._nodes.append(self._nodes.pop(0))
+                self._nodes.rotate(-1)
         return pika.BlockingConnection(self._nodes[0])
 
     def stop(self) -> None:

@@ -17,13 +17,13 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from common import topology
+from common.settings import address
 from runner.broker import purge
 from runner.client import ApiClient
 
@@ -184,7 +184,7 @@ def test_the_queues_panel_purges_a_work_queue_once_confirmed(
         for number in numbers:
             expect(row(page, number)).to_have_attribute("data-status", "PENDING")
         # The node of RMQ_URL the API publishes through (with a cluster, it moves on a loss).
-        node = urlsplit(fresh_settings.rmq_urls[0]).netloc.rpartition("@")[2]
+        node = address(fresh_settings.rmq_urls[0])
         expect(page.locator("#queues-node")).to_have_text(f"API публикует через узел {node}")
         purge_button = page.locator(f'#queue-rows tr[data-queue="{topology.QUEUE}"] button')
         questions: list[str] = []

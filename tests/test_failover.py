@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from common import topology
-from common.settings import URL_SEPARATOR, Settings
+from common.settings import URL_SEPARATOR, Settings, address
 from runner.broker import management_url, queue_state
 from runner.polling import wait_for
 from runner.services import Services, free_port
@@ -46,7 +46,7 @@ def test_every_service_skips_a_node_that_is_down(
     [celery_worker] = own_services.start_workers("celery_worker", settings)
 
     health = api.session.get(api.url("/healthz"), timeout=5).json()
-    live_node = urlsplit(settings.rmq_urls[1]).netloc.rpartition("@")[2]
+    live_node = address(settings.rmq_urls[1])
     assert (health["broker"], health["node"]) == ("connected", live_node)
 
     tasks = [*api.send("rmq", timeout=0), *api.send("celery", timeout=0)]
