@@ -80,8 +80,9 @@ def run_task(
                  task_num, worker_id)
         return Ending.UNAUTHORIZED
     if done is Outcome.ALREADY_FINAL:
-        # Another delivery of the same message finished first (at least once): its DONE counts.
-        log.info("task %s: done again, the first DONE counts, worker=%s", task_num, worker_id)
+        # Another delivery of the same message finished first (at least once), or this very
+        # report was recorded and its retry, after a lost answer, heard 409.
+        log.info("task %s: done, DONE already recorded, worker=%s", task_num, worker_id)
         return Ending.DONE
     log.info("task %s: done, worker=%s", task_num, worker_id)
     return Ending.DONE

@@ -133,5 +133,5 @@ def test_a_done_that_another_delivery_beat_is_logged_as_not_counted(
         ending = run_task(TaskMessage(7, 0), reporter, Work())
 
     assert ending is Ending.DONE  # the message is settled: the task is done either way
-    assert "task 7: done again, the first DONE counts" in caplog.text
+    assert "task 7: done, DONE already recorded" in caplog.text
     assert "task 7: done, worker=" not in caplog.text
