@@ -74,9 +74,9 @@ class CeleryClient:
             retry_policy=PUBLISH_RETRY_POLICY,
             event_dispatcher=self._event_dispatcher(),
         )
-        # Only the id leaves this thread. The Redis backend subscribes to each sent task's
-        # result, and a dropped AsyncResult unsubscribes: a round trip to Redis that belongs
-        # here, not on the event loop.
+        # Only the id leaves this thread: a dropped AsyncResult takes the result backend's lock
+        # (celery_app.SubscribeOnGetRedisBackend: nothing to unsubscribe from, as nobody waited),
+        # which belongs here, not on the event loop.
         return result.id
 
     async def send_workflow(

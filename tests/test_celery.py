@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from celery_app import create_celery_app
+from common import topology
 from common.settings import Settings
 from runner.client import ApiClient
 from runner.polling import wait_for
@@ -69,6 +71,22 @@ def test_a_done_task_shows_celery_state_and_return_value(api: ApiClient, celery_
     assert final["status"] == "DONE" and (final["attempts"], final["max_attempts"]) == (1, 4)
     assert (final["celery_state"], final["celery_result"]) == ("SUCCESS", "done")
     assert final["source"] == "api"
+
+
+def test_a_sent_task_is_subscribed_to_only_once_someone_waits_for_its_result(
+    settings: Settings, api: ApiClient, celery_worker
+) -> None:
+    # The stock Redis backend would subscribe at send time, while the result is still held.
+    celery = create_celery_app(settings)
+    try:
+        # A task number the API never gave out: the worker skips it (and returns "skipped").
+        sent = celery.send_task(topology.PROCESS_TASK, kwargs={"task_num": 10**9, "timeout": 0})
+        subscribed_at_send = set(celery.backend.result_consumer.subscribed_to)
+        # Only now, after the worker may well have stored the result, does anyone wait for it.
+        assert sent.get(timeout=20) == "skipped"
+    finally:
+        celery.close()
+    assert subscribed_at_send == set()
 
 
 # ---------------------------------------------------------------- canvas
