@@ -17,7 +17,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from api.dispatch import Dispatcher, DispatchFailed
-from api.errors import BrokerUnavailable
+from api.errors import BrokerUnavailable, describe
 from api.management import ManagementClient
 from api.model import Method
 from api.publisher import AMQP_ERRORS, Publisher
@@ -97,7 +97,7 @@ def problem_with(body: bytes) -> str | None:
     return None
 
 
-def describe(message: dict[str, Any]) -> DeadLetter:
+def dead_letter(message: dict[str, Any]) -> DeadLetter:
     """One message as the management API's ``/get`` returns it, made fit for the panel."""
     payload = message.get("payload", "")
     if message.get("payload_encoding") == "base64":
@@ -150,7 +150,7 @@ class DeadLetters:
         raw = await self._management.peek(topology.DEAD_LETTER_QUEUE, limit)
         # Each message carries how many were left behind it when it was taken.
         total = raw[0].get("message_count", len(raw) - 1) + 1 if raw else 0
-        return [describe(message) for message in raw], total
+        return [dead_letter(message) for message in raw], total
 
     async def replay(self) -> ReplayReport:
         """Publish every dead task message again as a new task; leave the rest where they are.
@@ -188,9 +188,10 @@ class DeadLetters:
         # Whatever was taken and not acked goes back to the queue when the channel closes.
         except StoreFull as exc:
             raise ReplayFailed(str(exc), report, exc.message_ru) from exc
-        except (BrokerUnavailable, DispatchFailed, *AMQP_ERRORS) as exc:
-            reason = f"broker unavailable: {exc or type(exc).__name__}"
-            raise ReplayFailed(reason, report) from exc
+        except (BrokerUnavailable, DispatchFailed) as exc:
+            raise ReplayFailed(f"broker unavailable: {exc}", report) from exc
+        except AMQP_ERRORS as exc:
+            raise ReplayFailed(f"broker unavailable: {describe(exc)}", report) from exc
         return report
 
     async def purge(self) -> int:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from api.errors import BrokerUnavailable
+from api.errors import BrokerUnavailable, describe
 from common import topology
 from common.messages import TaskMessage
 from common.settings import Settings, address, mask_password
@@ -82,7 +82,7 @@ class Publisher:
                 failures += 1
                 round_failed = failures % len(urls) == 0
                 log.warning("broker %s not reachable (%s), %s", mask_password(url),
-                            exc or type(exc).__name__,
+                            describe(exc),
                             f"retrying in {delay:.1f} s" if round_failed else "trying the next")
                 if round_failed:
                     await self._sleep_unless_closing(delay)
@@ -172,7 +172,7 @@ class Publisher:
             self._renew_channel(exchange)
             raise BrokerUnavailable("the broker refused the message (nack)") from exc
         except AMQP_ERRORS as exc:
-            raise BrokerUnavailable(f"publish failed: {exc or type(exc).__name__}") from exc
+            raise BrokerUnavailable(f"publish failed: {describe(exc)}") from exc
         log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
 
     def _renew_channel(self, refused: AbstractExchange) -> None:
@@ -210,7 +210,7 @@ class Publisher:
         try:
             channel = await self._connection.channel()
         except AMQP_ERRORS as exc:
-            raise BrokerUnavailable(f"no channel: {exc or type(exc).__name__}") from exc
+            raise BrokerUnavailable(f"no channel: {describe(exc)}") from exc
         try:
             yield channel
         finally:
@@ -250,7 +250,7 @@ class Publisher:
                     return 0  # never declared: Celery's queue before its first worker or task
                 result = await queue.purge()
         except AMQP_ERRORS as exc:
-            raise BrokerUnavailable(f"queue.purge failed: {exc or type(exc).__name__}") from exc
+            raise BrokerUnavailable(f"queue.purge failed: {describe(exc)}") from exc
         log.info("queue %s purged: %s messages", name, result.message_count)
         return result.message_count
 
