@@ -220,8 +220,13 @@ def test_an_interrupted_run_stops_its_processes_and_deletes_its_vhost(
         run.send_signal(signum)
         assert run.wait(60) != 0
     finally:
-        if run.poll() is None:
-            run.kill()
+        if run.poll() is None:  # the signal was lost: SIGTERM still stops what the run started
+            run.terminate()
+            try:
+                run.wait(60)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
     assert vhost not in vhosts_on_broker(base_settings, management), log_path.read_text()
     assert processes_in_vhost(vhost) == []
     assert not (tmp_path / "latest.json").exists()
