@@ -53,6 +53,9 @@ class CeleryClient:
         # Each sending thread holds one of the pool's connections while it waits for a confirm.
         threads = 1 if isinstance(app.backend, RPCBackend) else app.conf.broker_pool_limit
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="celery-client")
+        # Calls beyond the threads wait here, not in the executor's queue: SEND_TIMEOUT then
+        # counts from when a thread takes the call, even for the last task of a big batch.
+        self._threads = asyncio.Semaphore(threads)
         self._thread = threading.local()
 
     async def _run(self, func, *args):
@@ -129,7 +132,8 @@ class CeleryClient:
         """``func(*args)`` in a Celery thread, after checking the broker is there."""
         await self._broker_ready()
         try:
-            return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
+            async with self._threads:
+                return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
         except (OperationalError, AMQPError, OSError) as exc:
             # AMQPError: a channel error, such as NOT_FOUND for a queue whose only node is down.
             raise BrokerUnavailable(f"Celery could not reach the broker ({describe(exc)})") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
@@ -46,9 +47,10 @@ class Dispatcher:
         self._celery = celery
 
     async def submit(self, request: TaskRequest) -> list[Task]:
-        """Create ``request.count`` tasks and send each; the tasks as they were accepted.
+        """Create ``request.count`` tasks and send them all; the tasks as they were accepted.
 
-        Raises StoreFull, before creating any, if the store has no room for them all.
+        Raises StoreFull, before creating any, if the store has no room for them all, and
+        DispatchFailed, listing the tasks that did go out, if the broker took only some or none.
         """
         # Stored all at once, with no await in between: no other request can take the room.
         tasks = self._store.create_many(
@@ -62,17 +64,27 @@ class Dispatcher:
         # The client is told about each task as it was accepted (PENDING): a fast worker may
         # already have reported IN_PROGRESS by the time the broker confirms the publish.
         accepted = [dataclasses.replace(task) for task in tasks]
-        for index, task in enumerate(accepted):
-            try:
-                await self._send(task, request.routing_key)
-            except BrokerUnavailable as exc:
-                # Not in any queue, so no worker will ever report on them: forget them rather
-                # than show tasks stuck in PENDING forever.
-                for unsent in accepted[index:]:
-                    self._store.discard(unsent.task_num)
-                log.warning("task %s: not sent via %s: %s", task.task_num, request.method, exc)
-                raise DispatchFailed(str(exc), accepted[:index], request.count) from exc
-        return accepted
+        # All at once, not one after another: the broker confirms them together instead of
+        # one round trip per task, and a batch is accepted several times faster (make bench).
+        outcomes = await asyncio.gather(
+            *(self._send(task, request.routing_key) for task in accepted), return_exceptions=True
+        )
+        failures = [(task, outcome) for task, outcome in zip(accepted, outcomes, strict=True)
+                    if isinstance(outcome, BaseException)]
+        for _, outcome in failures:
+            if not isinstance(outcome, BrokerUnavailable):
+                raise outcome  # a bug, not the broker: the error middleware logs it
+        if not failures:
+            return accepted
+        # Not in any queue, so no worker will ever report on them: forget them rather than
+        # show tasks stuck in PENDING forever.
+        for task, _ in failures:
+            self._store.discard(task.task_num)
+        first, exc = failures[0]
+        log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
+                    first.task_num, request.method, exc, len(failures), request.count)
+        sent = [task for task, outcome in zip(accepted, outcomes, strict=True) if outcome is None]
+        raise DispatchFailed(str(exc), sent, request.count) from exc
 
     async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
         """Create a workflow's tasks and send them to Celery as one canvas; all or nothing."""

@@ -68,20 +68,30 @@ def test_every_service_skips_a_node_that_is_down(
     assert "Retrying delayed delivery setup" not in celery_worker.log()
 
 
+def limit_test_direct(settings: Settings, management: requests.Session, places: int) -> str:
+    """A policy that lets test_direct hold ``places`` messages and nacks the rest; its URL.
+
+    Returns once the queue has it: policies apply in the background."""
+    vhost = quote(settings.rmq_vhost, safe="")
+    policy = management_url(settings, f"policies/{vhost}/refuse-past-{places}")
+    management.put(policy, json={
+        "pattern": f"^{topology.QUEUE}$",
+        "definition": {"max-length": places, "overflow": "reject-publish"},
+        "apply-to": "queues",
+    }, timeout=10).raise_for_status()
+    queue = management_url(settings, f"queues/{vhost}/{topology.QUEUE}")
+    wait_for(lambda: management.get(queue, timeout=10).json().get("policy") == f"refuse-past-{places}",
+             10, what="the policy to apply to test_direct")
+    return policy
+
+
 def test_a_refused_publish_is_a_503_and_the_next_channel_is_taken(
     fresh_settings: Settings, own_services: Services, management: requests.Session
 ) -> None:
     """A nack (here: a policy that lets test_direct hold one message) is a clear 503; once the queue
     takes messages again, so does the API, through the new channel it opened after the nack."""
     api = own_services.start_api(fresh_settings)
-    policy = management_url(
-        fresh_settings, f"policies/{quote(fresh_settings.rmq_vhost, safe='')}/refuse-everything"
-    )
-    management.put(policy, json={
-        "pattern": f"^{topology.QUEUE}$",
-        "definition": {"max-length": 1, "overflow": "reject-publish"},
-        "apply-to": "queues",
-    }, timeout=10).raise_for_status()
+    policy = limit_test_direct(fresh_settings, management, places=1)
 
     def post() -> requests.Response:
         return api.session.post(api.url("/api/tasks"), json={"method": "rmq", "timeout": 0},
@@ -94,3 +104,27 @@ def test_a_refused_publish_is_a_503_and_the_next_channel_is_taken(
     management.delete(policy, timeout=10).raise_for_status()
     wait_for(lambda: post().status_code == 202, 10, what="publishes to be taken again")
     assert "publishing through a new channel" in api.service.log()
+
+
+def test_a_batch_the_broker_takes_only_part_of_is_a_503_listing_the_tasks_it_took(
+    fresh_settings: Settings, own_services: Services, management: requests.Session
+) -> None:
+    """A request's tasks go out together; those the broker refuses are forgotten, and the answer
+    lists those it took, which workers will run."""
+    api = own_services.start_api(fresh_settings)
+    limit_test_direct(fresh_settings, management, places=2)
+
+    answer = api.session.post(api.url("/api/tasks"), json={"method": "rmq", "timeout": 0,
+                                                            "count": 5}, timeout=10)
+
+    assert answer.status_code == 503
+    refused = answer.json()
+    assert "nack" in refused["error"] and "2 из 5" in refused["message_ru"]
+    took = [task["task_num"] for task in refused["tasks"]]
+    listed = [task["task_num"] for task in api.session.get(api.url("/api/tasks"), timeout=10)
+              .json()["tasks"]]
+    assert len(took) == 2 and sorted(listed) == took
+    # They went out in order: the queue's two places went to the first two tasks.
+    assert f"task {took[1] + 1}: not sent via rmq" in api.service.log()
+    assert "(3 of the request's 5 tasks not sent)" in api.service.log()
+    assert queue_state(fresh_settings.rmq_url, topology.QUEUE) == (2, 0)
