@@ -58,6 +58,7 @@ def test_a_failing_task_shows_each_retry_and_ends_with_the_attempts_used(
     # Exponential backoff: the next try 2 s, 4 s, 8 s after the failed one started.
     waits = sorted({round(e["next_try_at"] - e["started_at"]) for e in seen})
     assert waits == [2, 4, 8]
+    assert celery_worker.log().count(f"task {task['task_num']}: attempt") == 3
 
 
 def test_a_done_task_shows_celery_state_and_return_value(api: ApiClient, celery_worker) -> None:

@@ -94,15 +94,6 @@ def test_failed_rabbitmq_task_is_dead_lettered(api: ApiClient, consumer, setting
              what="the message in the dead-letter queue")
 
 
-def test_failed_celery_task_is_retried_then_ends_in_error(api: ApiClient, celery_worker) -> None:
-    [task] = api.send("celery", timeout=0, fail=True)
-    # Three retries with backoff 2, 4 and 8 seconds.
-    [failed] = api.wait_final([task["task_num"]], timeout=60)
-    assert failed["status"] == "ERROR"
-    assert failed["celery_state"] == "FAILURE"
-    assert celery_worker.log().count(f"task {task['task_num']}: attempt") == 3
-
-
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
