@@ -7,6 +7,7 @@ so that a table or a plot can be made again from a saved run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,11 @@ def _mark(target: Target) -> str:
     return f"{target.wanted} {'✓' if target.met else '✗'}"
 
 
+def _percent(value: float) -> str:
+    """A share rounded down: a figure shown as the goal (95 %) has met it, 94.96 % shows 94 %."""
+    return f"{math.floor(value)} %"
+
+
 def _latency(figures: dict[str, float]) -> str:
     return f"{figures['p50_ms']:.1f} / {figures['p99_ms']:.1f}"
 
@@ -97,24 +103,24 @@ def markdown(results: Results) -> str:
         ("Замер", "Значение", "База в том же прогоне", "Доля базы", "Цель"),
         (f"Приём `POST /api/tasks` rmq, запросов/с ({connections} соединения)",
          f"{accept['rmq']['rate']:.0f}", f"{bare['rate']:.0f} (голый обработчик aiohttp)",
-         f"{share(accept['rmq']['rate'], bare['rate']):.0f} %",
+         _percent(share(accept["rmq"]["rate"], bare["rate"])),
          _mark(goals["Приём rmq, доля голого обработчика"])),
         ("Приём rmq, p50 / p99, мс", _latency(accept["rmq"]),
          f"{_latency(bare)} (голый), {_latency(publish)} (только публикация)", "",
          _mark(goals["Приём rmq, p99"])),
         ("Приём celery, запросов/с", f"{accept['celery']['rate']:.0f}", f"{bare['rate']:.0f}",
-         f"{share(accept['celery']['rate'], bare['rate']):.0f} %",
+         _percent(share(accept["celery"]["rate"], bare["rate"])),
          _mark(goals["Приём celery, доля голого обработчика"])),
         ("Приём celery, p50 / p99, мс", _latency(accept["celery"]), _latency(bare), "", ""),
         (f"Только публикация aio-pika (до {connections} неподтверждённых), сообщений/с",
          f"{publish['rate']:.0f}", f"{bare['rate']:.0f}",
-         f"{share(publish['rate'], bare['rate']):.0f} %", ""),
+         _percent(share(publish["rate"], bare["rate"])), ""),
         ("Конец в конец rmq, задач/с (1 consumer, задачи без работы)", f"{e2e['rmq']:.0f}",
          f"{e2e['raw']:.0f} (брокер без API: публикация, чтение, ack)",
-         f"{share(e2e['rmq'], e2e['raw']):.0f} %",
+         _percent(share(e2e["rmq"], e2e["raw"])),
          _mark(goals["Конец в конец rmq, доля брокера без API"])),
         ("Конец в конец celery, задач/с (1 Celery worker)", f"{e2e['celery']:.0f}",
-         f"{e2e['raw']:.0f}", f"{share(e2e['celery'], e2e['raw']):.0f} %", ""),
+         f"{e2e['raw']:.0f}", _percent(share(e2e["celery"], e2e["raw"])), ""),
     ]
     for method, who in (("rmq", "consumer"), ("celery", "Celery worker")):
         rates = {int(n): rate for n, rate in results["scaling"][method].items()}
@@ -124,7 +130,7 @@ def markdown(results: Results) -> str:
             label,
             " / ".join(f"{rates[n]:.2f}" for n in sorted(rates)),
             " / ".join(f"{ideal_rate(n):g}" for n in sorted(rates)) + " (идеал 3·N)",
-            " / ".join(f"{percents[n]:.0f} %" for n in sorted(rates)),
+            " / ".join(_percent(percents[n]) for n in sorted(rates)),
             "≥ 95 % " + ("✓" if all(p >= 95 for p in percents.values()) else "✗"),
         ))
     rows += [
