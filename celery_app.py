@@ -38,6 +38,9 @@ def create_celery_app(settings: Settings) -> Celery:
         beat_scheduler="celery.beat:Scheduler",
         # Task events, so that Flower and `celery events` show each task as it goes.
         worker_send_task_events=True,
+        # ...from the moment it is sent, so that Flower shows the tasks waiting in the queue too.
+        # The price: a second confirmed publish per task, a fifth of the API's Celery sending
+        # rate (make bench; the README's performance section).
         task_send_sent_event=True,
         task_serializer="json",
         accept_content=["json"],
