@@ -72,27 +72,33 @@ class Dispatcher:
         # round trip per task. At most IN_FLIGHT at a time: the gain stops there, the memory
         # each unconfirmed message holds does not.
         window = asyncio.Semaphore(IN_FLIGHT)
+        failures: list[tuple[Task, BrokerUnavailable]] = []
 
-        async def send(task: Task) -> None:
+        async def send(task: Task) -> bool:
+            """True once the broker has ``task``; False if it failed or was not tried."""
             async with window:
-                await self._send(task, request.routing_key)
+                if failures:  # the broker is gone: do not make each of the rest wait for it
+                    return False
+                try:
+                    await self._send(task, request.routing_key)
+                except BrokerUnavailable as exc:
+                    failures.append((task, exc))
+                    return False
+                return True
 
-        outcomes = await asyncio.gather(*map(send, accepted), return_exceptions=True)
-        failures = [(task, outcome) for task, outcome in zip(accepted, outcomes, strict=True)
-                    if isinstance(outcome, BaseException)]
-        for _, outcome in failures:
-            if not isinstance(outcome, BrokerUnavailable):
-                raise outcome  # a bug, not the broker: the error middleware logs it
+        # A bug (anything but BrokerUnavailable) propagates as it is: the middleware logs it.
+        sent_flags = await asyncio.gather(*map(send, accepted))
         if not failures:
             return accepted
+        sent = [task for task, was_sent in zip(accepted, sent_flags, strict=True) if was_sent]
         # Not in any queue, so no worker will ever report on them: forget them rather than
         # show tasks stuck in PENDING forever.
-        for task, _ in failures:
-            self._store.discard(task.task_num)
+        for task, was_sent in zip(accepted, sent_flags, strict=True):
+            if not was_sent:
+                self._store.discard(task.task_num)
         first, exc = failures[0]
         log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
-                    first.task_num, request.method, exc, len(failures), request.count)
-        sent = [task for task, outcome in zip(accepted, outcomes, strict=True) if outcome is None]
+                    first.task_num, request.method, exc, request.count - len(sent), request.count)
         raise DispatchFailed(str(exc), sent, request.count) from exc
 
     async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
