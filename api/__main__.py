@@ -11,10 +11,23 @@ from api.app import create_app
 from common.logs import configure_logging
 from common.settings import Settings
 
+# aiormq logs a lost connection as an ERROR with a traceback, and every refused attempt to
+# reconnect as another ERROR; the publisher's own line ("lost the connection to …", "broker …
+# not reachable (…), retrying in N s") already says what happens. aiormq's other lines (a
+# connection blocked by a broker alarm, say) stay.
+AIORMQ_REPEATS = (
+    "Unexpected connection close",
+    "Cancelling cause reader exited abnormally",
+    "error when creating transport",
+)
+
 
 def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings)
+    logging.getLogger("aiormq.connection").addFilter(
+        lambda record: not str(record.msg).startswith(AIORMQ_REPEATS)
+    )
     logging.getLogger("api").info(
         "starting on %s:%s, broker %s", settings.api_host, settings.api_port, settings.rmq_url_masked
     )

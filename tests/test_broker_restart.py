@@ -53,6 +53,9 @@ def test_every_accepted_task_ends_done_after_a_broker_restart(fresh_settings, ow
     assert not not_done, not_done[:5]
     # Every process is still the one started above: they reconnected, nobody restarted them.
     assert consumer.alive() and worker.alive() and api.service.alive()
+    # An outage is told once, by each service's own lines: no library ERRORs and tracebacks.
+    for service in (api.service, consumer):
+        assert " ERROR " not in service.log() and "Traceback" not in service.log(), service.log()
 
 
 def test_healthz_answers_json_even_when_it_cannot_reach_the_broker(fresh_settings, own_services) -> None:
