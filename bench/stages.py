@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -68,8 +69,8 @@ class Bench:
 
 
 @contextlib.contextmanager
-def bare_handler() -> Iterator[str]:
-    """The minimal aiohttp app (``bench/bare.py``) on a free port; its base URL."""
+def bare_handler() -> Iterator[tuple[str, int]]:
+    """The minimal aiohttp app (``bench/bare.py``) on a free port: its base URL and pid."""
     port = free_port()
     with tempfile.TemporaryDirectory() as logs:
         service = Service("bare", [sys.executable, "-m", "bench.bare", str(port)],
@@ -82,7 +83,7 @@ def bare_handler() -> Iterator[str]:
                 return requests.get(f"{url}/healthz", timeout=2).ok
 
             wait_for(ready, 20, what="the bare handler to listen")
-            yield url
+            yield url, service.pid
         finally:
             service.stop()
 
@@ -100,13 +101,32 @@ def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
     return {"rate": result.rate, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far, user and system (utime and stime in /proc/PID/stat)."""
+    # The fields after the command name, which is in parentheses and may hold spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, body: str, pid: int, what: str, connections: int, seconds: float
+         ) -> dict[str, float]:
+    """wrk against ``url``, and the CPU that the server ``pid`` spent per request meanwhile: the
+    figure neighbours on a shared machine disturb least."""
+    before = cpu_seconds(pid)
+    result = wrk.run(url, body, connections=connections, seconds=seconds)
+    figures = checked(result, what)
+    figures["cpu_ms"] = (cpu_seconds(pid) - before) / result.requests * 1000
+    log.info("%s: %.3f ms CPU per request", what, figures["cpu_ms"])
+    return figures
+
+
 def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
     """``POST /api/tasks`` with one zero-work task per request, beside a bare aiohttp handler and
     beside publishing alone. No workers run: the stage measures accepting, nothing else."""
     figures = {}
-    with bare_handler() as url:
-        figures["bare"] = checked(wrk.run(f"{url}/api/tasks", '{"method": "rmq", "timeout": 0}',
-                                          connections=connections, seconds=seconds), "bare handler")
+    with bare_handler() as (url, pid):
+        figures["bare"] = load(f"{url}/api/tasks", '{"method": "rmq", "timeout": 0}', pid,
+                               "bare handler", connections, seconds)
     # Unfinished tasks are never dropped: room for all of them, or the store would answer 503.
     with bench.demo(task_store_limit=10_000_000) as demo:
         published = asyncio.run(raw.publish_alone(
@@ -116,9 +136,8 @@ def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
         log.info("publishing alone: %.0f msg/s, p50 %.1f ms, p99 %.1f ms",
                  published.rate, published.p50_ms, published.p99_ms)
         for method in ("rmq", "celery"):
-            result = wrk.run(demo.api.url("/api/tasks"), json.dumps(task_body(method)),
-                             connections=connections, seconds=seconds)
-            figures[method] = checked(result, f"accept {method}")
+            figures[method] = load(demo.api.url("/api/tasks"), json.dumps(task_body(method)),
+                                   demo.api.service.pid, f"accept {method}", connections, seconds)
     return figures
 
 
