@@ -15,6 +15,7 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +72,34 @@ def stop(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``. The bounds keep a run's load
+    bounded in count and time, and wrk takes whole seconds and at least one connection."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, default=32,
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--connections", type=whole(1, 1000), default=32,
                         help="concurrent connections (and confirms in flight) on the accept path")
-    parser.add_argument("--seconds", type=float, default=8, help="length of each load run")
-    parser.add_argument("--tasks", type=int, default=2000, help="zero-work tasks end to end")
-    parser.add_argument("--rounds", type=int, default=10,
+    parser.add_argument("--seconds", type=whole(1, 60), default=8,
+                        help="length of each load run, whole seconds")
+    parser.add_argument("--tasks", type=whole(1, 100_000), default=2000,
+                        help="zero-work tasks end to end")
+    parser.add_argument("--rounds", type=whole(1, 100), default=10,
                         help="one-second tasks per worker slot in the scaling stage")
-    parser.add_argument("--memory-tasks", type=int, default=100_000,
+    parser.add_argument("--memory-tasks", type=whole(1, 1_000_000), default=100_000,
                         help="tasks accepted before the api's memory is read")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()

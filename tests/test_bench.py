@@ -215,6 +215,19 @@ def test_a_stage_that_fails_midway_still_cleans_up(
     assert_cleaned_up(bench)
 
 
+@pytest.mark.parametrize(
+    ("argument", "complaint"),
+    [("--seconds=0", "must be from 1 to 60, not 0"), ("--seconds=2.5", "'2.5' is not a whole"),
+     ("--connections=-3", "must be from 1 to 1000"), ("--tasks=many", "'many' is not a whole")],
+)
+def test_a_bad_argument_is_refused_before_anything_starts(argument: str, complaint: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "bench", argument], cwd=ROOT,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2
+    assert f"argument {argument.split('=')[0]}: {complaint}" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_stops_its_processes_and_deletes_its_vhost(
     signum: signal.Signals, base_settings: Settings, management: requests.Session, tmp_path: Path
