@@ -206,23 +206,25 @@ def test_a_dead_letter_says_why_it_died_and_whether_it_is_a_task() -> None:
     death = {"x-death": [{"count": 2, "reason": "rejected", "queue": "test_direct",
                           "time": 1700000000, "exchange": "to_direct", "routing-keys": [""]}]}
     good = dead_letter({"payload": '{"task_num": 7, "timeout": 1, "fail": true}',
-                     "payload_encoding": "string", "payload_bytes": 43,
-                     "properties": {"headers": death}})
+                        "payload_encoding": "string", "payload_bytes": 43,
+                        "properties": {"headers": death}})
     assert good.task_num == 7 and good.problem is None
     assert (good.death.reason, good.death.queue, good.death.count) == ("rejected", "test_direct", 2)
 
     binary = dead_letter({"payload": base64.b64encode(b"\xff\xfe").decode(),
-                       "payload_encoding": "base64", "payload_bytes": 2, "properties": {}})
+                          "payload_encoding": "base64", "payload_bytes": 2, "properties": {}})
     assert binary.problem == "body: is not JSON" and binary.death is None
     assert binary.body == "\ufffd\ufffd"  # shown as text, never as raw bytes
 
-    cut = dead_letter({"payload": "x" * 10, "payload_encoding": "string", "payload_bytes": 50_000,
-                    "properties": {"headers": {}}})
+    cut = dead_letter({"payload": "x" * 10, "payload_encoding": "string",
+                       "payload_bytes": 50_000, "properties": {"headers": {}}})
     assert cut.task_num is None and "too long" in cut.problem
 
     # Any publisher can set an x-death header of its own: odd types must not break the panel.
-    forged = dead_letter({"payload": "{}", "payload_encoding": "string", "payload_bytes": 2,
-                       "properties": {"headers": {"x-death": [{"count": "many", "time": "now"}]}}})
+    forged = dead_letter({
+        "payload": "{}", "payload_encoding": "string", "payload_bytes": 2,
+        "properties": {"headers": {"x-death": [{"count": "many", "time": "now"}]}},
+    })
     assert forged.death.count == 1 and forged.death.time is None
 
 
