@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import requests
 from bench import raw, wrk
 from bench.report import ideal_rate
 from common.settings import Settings
+from runner import proc
 from runner.broker import scratch_vhost
 from runner.client import ApiClient
 from runner.polling import wait_for
@@ -101,21 +101,14 @@ def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
     return {"rate": result.rate, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used so far, user and system (utime and stime in /proc/PID/stat)."""
-    # The fields after the command name, which is in parentheses and may hold spaces.
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def load(url: str, body: str, pid: int, what: str, connections: int, seconds: float
          ) -> dict[str, float]:
     """wrk against ``url``, and the CPU that the server ``pid`` spent per request meanwhile: the
     figure neighbours on a shared machine disturb least."""
-    before = cpu_seconds(pid)
+    before = proc.cpu_seconds(pid)
     result = wrk.run(url, body, connections=connections, seconds=seconds)
     figures = checked(result, what)
-    figures["cpu_ms"] = (cpu_seconds(pid) - before) / result.requests * 1000
+    figures["cpu_ms"] = (proc.cpu_seconds(pid) - before) / result.requests * 1000
     log.info("%s: %.3f ms CPU per request", what, figures["cpu_ms"])
     return figures
 
@@ -268,14 +261,6 @@ def healthz(bench: Bench) -> dict[str, float]:
     return figures
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process, in MiB (VmRSS in /proc/PID/status, in kB)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise LookupError(f"no VmRSS for pid {pid}")
-
-
 def memory(bench: Bench, total: int, batch: int) -> dict[str, float]:
     """The API's memory after ``total`` accepted tasks: the store keeps at most its limit.
 
@@ -285,7 +270,7 @@ def memory(bench: Bench, total: int, batch: int) -> dict[str, float]:
     with bench.demo() as demo:
         limit = demo.settings.task_store_limit
         pid = demo.api.service.pid
-        figures = {"store_limit": limit, "accepted": total, "started_mib": rss_mib(pid)}
+        figures = {"store_limit": limit, "accepted": total, "started_mib": proc.memory_mib(pid)}
         purge_url = demo.api.url("/api/queues/test_direct/purge")
         sent = 0
         while sent < total:
@@ -293,10 +278,10 @@ def memory(bench: Bench, total: int, batch: int) -> dict[str, float]:
             asyncio.run(send_tasks(demo.api.base_url, "rmq", 0, fill, batch, in_flight=4))
             sent += fill
             if sent == limit:
-                figures["full_mib"] = rss_mib(pid)
+                figures["full_mib"] = proc.memory_mib(pid)
             if sent < total:
                 demo.api.session.post(purge_url, timeout=30).raise_for_status()
-        figures["after_mib"] = rss_mib(pid)
+        figures["after_mib"] = proc.memory_mib(pid)
     log.info("api memory: %.0f MiB at start, %.0f MiB with the store full, %.0f MiB after %s"
              " tasks", figures["started_mib"], figures.get("full_mib", 0), figures["after_mib"],
              total)

@@ -15,11 +15,11 @@ import os
 import signal
 import socket
 import subprocess
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from common.settings import URL_SEPARATOR
+from runner import proc
 from runner.polling import wait_for
 from runner.procfile import ROOT
 
@@ -151,10 +151,9 @@ def pid_of(target: Node) -> int:
 
 def _process_gone(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return proc.state(pid) == "Z"  # killed, only not yet reaped by its parent
     except FileNotFoundError:
         return True
-    return state == "Z"  # killed, only not yet reaped by its parent
 
 
 def kill_node(target: Node) -> None:

@@ -10,10 +10,8 @@ import asyncio
 import base64
 import dataclasses
 import json
-import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +28,7 @@ from api.workers import WorkerBoard
 from common import topology
 from common.settings import Settings
 from common.statuses import TaskStatus
+from runner import proc
 from runner.broker import purge, queue_state
 from runner.client import ApiClient
 from runner.polling import wait_for
@@ -600,17 +599,11 @@ async def test_purging_a_queue_that_is_not_declared_yet_finds_nothing(
     assert await answer.json() == {"queue": topology.CELERY_QUEUE, "purged": 0, "discarded": 0}
 
 
-def peak_memory_mib(pid: int) -> float:
-    """The most memory the process has held at once so far (VmHWM), in MiB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024
-
-
 def test_a_replay_reads_big_non_task_letters_one_at_a_time(fresh_settings, own_services) -> None:
     api = own_services.start_api(fresh_settings)
     count, size = 30, 5 * 1024 * 1024  # 150 MiB of bodies that are no task messages
     publish_raw(fresh_settings.rmq_url, "", topology.DEAD_LETTER_QUEUE, b"x" * size, count=count)
-    before = peak_memory_mib(api.service.pid)
+    before = proc.memory_mib(api.service.pid, "VmHWM")
 
     replay = api.session.post(api.url("/api/dead-letters/replay"), timeout=120)
 
@@ -619,7 +612,7 @@ def test_a_replay_reads_big_non_task_letters_one_at_a_time(fresh_settings, own_s
     assert (report["replayed_count"], report["kept_count"]) == (0, count)
     assert all(len(kept["body"]) <= 301 for kept in report["kept"])
     assert dead_letter_count(fresh_settings) == count  # all left in the queue
-    grown = peak_memory_mib(api.service.pid) - before
+    grown = proc.memory_mib(api.service.pid, "VmHWM") - before
     # Held all at once, the bodies alone would be 150 MiB; one at a time, a few of them.
     assert grown < 60, f"the API's peak memory grew by {grown:.0f} MiB during the replay"
 
