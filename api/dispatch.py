@@ -90,11 +90,13 @@ class Dispatcher:
         sent_flags = await asyncio.gather(*map(send, accepted))
         if not failures:
             return accepted
-        sent = [task for task, was_sent in zip(accepted, sent_flags, strict=True) if was_sent]
-        # Not in any queue, so no worker will ever report on them: forget them rather than
-        # show tasks stuck in PENDING forever.
+        sent = []
         for task, was_sent in zip(accepted, sent_flags, strict=True):
-            if not was_sent:
+            if was_sent:
+                sent.append(task)
+            else:
+                # Not in any queue, so no worker will ever report on it: forget it rather than
+                # show a task stuck in PENDING forever.
                 self._store.discard(task.task_num)
         first, exc = failures[0]
         log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
