@@ -17,6 +17,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from common.settings import Settings
 from runner import cluster as rmq_cluster
+from runner.broker import connect
 from runner.cluster import Node
 from runner.polling import wait_for
 
@@ -29,9 +30,7 @@ ELECTION_TIMEOUT = 30.0
 
 @contextlib.contextmanager
 def channel_on(node: Node, settings: Settings) -> Iterator[BlockingChannel]:
-    connection = pika.BlockingConnection(
-        pika.URLParameters(node.url(settings.rmq_user, settings.rmq_password))
-    )
+    connection = connect(node.url(settings.rmq_user, settings.rmq_password))
     try:
         yield connection.channel()
     finally:
@@ -115,9 +114,7 @@ def test_a_node_whose_app_stops_drops_its_clients_and_stays_a_member(
     cluster: tuple[Node, ...], base_settings: Settings
 ) -> None:
     stopped, asked = cluster[-1], cluster[0]
-    client = pika.BlockingConnection(
-        pika.URLParameters(stopped.url(base_settings.rmq_user, base_settings.rmq_password))
-    )
+    client = connect(stopped.url(base_settings.rmq_user, base_settings.rmq_password))
     [mine] = [c for c in rmq_cluster.connections(asked) if c.node == stopped]
     rmq_cluster.stop_app(stopped)
     try:
