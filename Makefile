@@ -2,6 +2,11 @@
 SHELL := /bin/bash
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+# The interpreter .venv is made from (3.11 or newer): `make dev PYTHON3=python3.12`.
+PYTHON3 ?= python3
+PIP_INSTALL := $(PYTHON) -m pip install --quiet --disable-pip-version-check
+# apt-get runs as root: through sudo unless make already runs as root, as in rmq/start-native.sh.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # How many processes of each service `make dev` starts (the native `--scale`).
@@ -21,12 +26,23 @@ help:
 	@echo "make cluster - three clustered RabbitMQ nodes beside the main one (AMQP :5681-5683);"
 	@echo "              ./rmq/cluster.sh status shows the members; make cluster-stop removes them"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# .venv/bin/pip exists only once runner/venv.sh made the environment completely.
+$(VENV)/bin/pip:
+	./runner/venv.sh $(PYTHON3) $(VENV)
+
+# Two sets of packages, each installed once and again when its requirements file changes: what
+# the demo runs (make dev), and with it the tools of test, lint and bench. A stamp is written
+# only after its install succeeded.
+$(VENV)/.installed-runtime: requirements.txt | $(VENV)/bin/pip
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
-venv: $(VENV)/.installed
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/pip
+	$(PIP_INSTALL) -r requirements-dev.txt
+	touch $@
+
+# Everything: the demo and the tools of test, lint and bench.
+venv: $(VENV)/.installed-dev
 
 rmq:
 	./rmq/start-native.sh
@@ -42,19 +58,23 @@ cluster-stop:
 redis:
 	./redis/start-native.sh
 
+# $(call apt_install,COMMAND): Debian's package of that name, unless the command is there already.
+define apt_install
+@command -v $(1) >/dev/null || { $(AS_ROOT) apt-get update -qq && \
+	$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; }
+endef
+
 # Debian's chromium for the browser tests; Playwright never downloads a browser of its own.
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(call apt_install,chromium)
 
 # Debian's wrk, the HTTP load generator of `make bench`.
 wrk:
-	@command -v wrk >/dev/null || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(call apt_install,wrk)
 
 # Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
 # Variables from .env (if there is one) reach every service, as with docker compose.
-dev: venv rmq redis
+dev: $(VENV)/.installed-runtime rmq redis
 	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   Flower: http://localhost:5555"
 	@echo "Остановить: Ctrl-C"
 	@echo "Сервисы: ./ctl status   убить consumer: ./ctl signal KILL consumer:consumer-0"
@@ -72,7 +92,7 @@ bench: venv rmq redis wrk
 
 # rmq/definitions.json (classic queues) and definitions.quorum.json (a cluster's) are generated
 # from common/topology.py; a test fails when either is stale.
-definitions: venv
+definitions: $(VENV)/.installed-runtime
 	$(PYTHON) -m rmq.definitions
 	$(PYTHON) -m rmq.definitions --queue-type quorum
 

@@ -35,6 +35,7 @@ def render_home(request: web.Request, status: int = 200, **context: Any) -> web.
         "method_labels": METHOD_LABELS,
         "management_url": settings.rmq_management_public_url,
         "flower_url": settings.flower_public_url,
+        "beat_interval": settings.beat_interval,
         "form_values": {},
         "form_errors": {},
         "notice": None,

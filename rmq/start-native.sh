@@ -7,11 +7,19 @@ RMQ_USER="${RMQ_USER:-student}"
 RMQ_PASSWORD="${RMQ_PASSWORD:-qwerty}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# Debian puts rabbitmq-server and rabbitmqctl in /usr/sbin, which a user's PATH leaves out.
+PATH="$PATH:/usr/sbin:/sbin"
 
-if ! command -v rabbitmq-server >/dev/null 2>&1; then
-    echo "rmq: installing rabbitmq-server from Debian"
+# Each Debian package here brings the command of its name: the broker, and curl, which asks the
+# management UI below whether it is up (a fresh Debian may lack it).
+missing=()
+for package in rabbitmq-server curl; do
+    command -v "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "rmq: installing ${missing[*]} from Debian"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; then

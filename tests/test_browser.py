@@ -16,6 +16,7 @@ import dataclasses
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,8 @@ CHROMIUM_ARGS = [
 ]
 SECOND = 1000  # Playwright counts in milliseconds
 LAPTOP = {"width": 1400, "height": 1000}
+# Where no column of a table may be cut: a laptop's window, and a projector's full HD.
+WINDOWS = {"laptop": {"width": 1400, "height": 900}, "projector": {"width": 1920, "height": 1080}}
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (make browser)"
@@ -388,3 +391,100 @@ def test_the_workflow_form_runs_a_chain_shown_in_the_table(page: Page, celery_wo
     expect(row(page, second).locator("small.workflow")).to_have_text(f"цепочка · после №{first}")
     for task_num in (first, second):
         expect(row(page, task_num)).to_have_attribute("data-status", "DONE", timeout=20 * SECOND)
+
+
+# ---------------------------------------------------------------- the first screen
+
+
+def test_a_first_visit_says_what_to_click_until_the_hint_is_closed(page: Page, settings) -> None:
+    hint = page.locator("#first-visit")
+    expect(hint).to_be_visible()
+    expect(hint).to_contain_text("нажмите «Отправить в Celery»")
+    # Celery Beat's task is announced before it turns up in the table by itself.
+    expect(hint).to_contain_text(f"Каждые {settings.beat_interval} с в таблице сама появляется")
+    hint.get_by_role("button", name="Понятно, скрыть").click()
+    expect(hint).to_be_hidden()
+    # Remembered in this browser: the next visit starts without the hint.
+    later = page.context.new_page()
+    later.goto("/")
+    expect(later.locator("#stream-state")).to_have_attribute("data-state", "live",
+                                                            timeout=10 * SECOND)
+    expect(later.locator("#first-visit")).to_be_hidden()
+    later.close()
+
+
+def test_the_page_announces_celery_beats_task_at_the_interval_of_the_settings(
+    browser: Browser, fresh_settings, own_services, console_errors: list[str]
+) -> None:
+    api = own_services.start_api(dataclasses.replace(fresh_settings, beat_interval=45))
+    with live_page(browser, api.base_url, console_errors) as page:
+        # Above the table too, where it stays once the first-visit hint is closed.
+        expect(page.locator("#beat-note")).to_contain_text("Каждые 45 с Celery Beat")
+        expect(page.locator("#first-visit")).to_contain_text("Каждые 45 с")
+
+
+def test_the_four_modes_read_in_order_on_one_row_and_the_canvas_follows(page: Page) -> None:
+    modes = page.locator(".modes > section")
+    expect(modes.locator("h2")).to_have_text([re.compile(rf"^{n}\. ") for n in (1, 2, 3, 4)])
+    boxes = [mode.bounding_box() for mode in modes.all()]
+    assert len({box["y"] for box in boxes}) == 1, "the modes wrap onto a second row"
+    assert [box["x"] for box in boxes] == sorted(box["x"] for box in boxes)
+    assert boxes[-1]["x"] + boxes[-1]["width"] <= LAPTOP["width"]
+    canvas = page.locator("#workflows").bounding_box()
+    assert canvas["y"] >= max(box["y"] + box["height"] for box in boxes), "canvas among the modes"
+
+
+# Docker's host name (a container's 12-character id) and Linux's largest pid: a worker's name
+# as long as the demo's own workers make it.
+WIDEST_HOST = "0123456789ab:4194304"
+
+
+def play_the_widest_rows(api: ApiClient) -> list[int]:
+    """Tasks whose rows are as wide as they get, the test playing their workers: a RabbitMQ task
+    delivered twice, a Celery task waiting for its second try, a chain's second task."""
+    [rmq] = api.send("rmq", timeout=20)
+    [celery] = api.send("celery", timeout=20)
+    chain = api.session.post(api.url("/api/workflows"), timeout=10,
+                             json={"kind": "chain", "count": 2, "timeout": 2}).json()["tasks"]
+    reports = [
+        {"task_num": rmq["task_num"], "task_status": "IN_PROGRESS", "redelivered": True,
+         "worker_id": f"consumer@{WIDEST_HOST}"},
+        {"task_num": rmq["task_num"], "task_status": "IN_PROGRESS", "redelivered": True,
+         "worker_id": f"consumer@{WIDEST_HOST}"},
+        {"task_num": celery["task_num"], "task_status": "IN_PROGRESS", "attempt": 1,
+         "max_attempts": 4, "next_try_at": time.time() + 60, "worker_id": f"celery@{WIDEST_HOST}"},
+    ]
+    for report in reports:
+        answer = api.session.post(api.url("/update_task_status_api/"), json=report, timeout=5)
+        assert answer.status_code == 200, answer.text
+    return [rmq["task_num"], celery["task_num"], chain[-1]["task_num"]]
+
+
+def cut_columns(page: Page, table: str) -> list[str]:
+    """The columns of ``table`` not shown whole: past the box it scrolls in, or past the window."""
+    return page.locator(table).evaluate("""table => {
+        const box = table.closest(".table-scroll").getBoundingClientRect();
+        const right = Math.min(box.right, document.documentElement.clientWidth);
+        return [...table.tHead.rows[0].cells]
+            .filter((cell) => cell.getBoundingClientRect().right > right + 0.5)
+            .map((cell) => cell.textContent.trim());
+    }""")
+
+
+@pytest.mark.parametrize("window", WINDOWS.values(), ids=WINDOWS.keys())
+def test_no_column_of_the_tasks_or_the_queues_is_cut(
+    browser: Browser, fresh_settings, own_services, console_errors: list[str],
+    window: dict[str, int],
+) -> None:
+    api = own_services.start_api(fresh_settings)  # no workers: the test plays them, queues fill up
+    numbers = play_the_widest_rows(api)
+    with live_page(browser, api.base_url, console_errors, viewport=window) as page:
+        for number in numbers:
+            expect(row(page, number)).to_be_visible()
+        expect(page.locator("#task-rows small.tries")).to_contain_text("попытка 2 из 4")
+        expect(page.locator("#task-rows small.redelivered")).to_have_text("доставлена повторно ×2")
+        # Messages wait in test_direct and celery: each row has its "Очистить" button.
+        expect(page.locator("#queue-rows button")).to_have_count(2, timeout=10 * SECOND)
+        assert cut_columns(page, "table.tasks") == []
+        assert cut_columns(page, "table.queues") == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= window["width"]

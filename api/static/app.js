@@ -153,7 +153,7 @@ class TaskTable {
       number,
       el("td", {}, badge(task.method)),
       status,
-      el("td", { class: "worker" }, workerName(task)),
+      el("td", { class: "worker" }, ...breakAfterAt(workerName(task))),
       el("td", {}, clockTime(task.created_at)),
       durationCell,
     );
@@ -202,6 +202,12 @@ function tickRetry(note) {
 function workerName(task) {
   if (task.worker_id) return task.worker_id;
   return task.status === "PENDING" ? "—" : "неизвестен";
+}
+
+/** "consumer@host:pid" as text, with a line break allowed after the "@" in a narrow column. */
+function breakAfterAt(name) {
+  const at = name.indexOf("@") + 1;
+  return at ? [name.slice(0, at), el("wbr"), name.slice(at)] : [name];
 }
 
 /** A running task shows how long it has been in the system so far (queued + working). */
@@ -714,9 +720,33 @@ function fillCeleryView(view, taskNum, task) {
   }
 }
 
+// ------------------------------------------------------------------ first visit
+
+const FIRST_VISIT_KEY = "first-visit-closed";
+
+/** The hint on what to click: shown until the visitor closes it, remembered in this browser. */
+function showFirstVisitHint(hint) {
+  // localStorage can be switched off or full: then the hint shows, and closes for this page only.
+  try {
+    if (localStorage.getItem(FIRST_VISIT_KEY)) return;
+  } catch {
+    // show it
+  }
+  hint.hidden = false;
+  hint.querySelector("#first-visit-close").addEventListener("click", () => {
+    hint.hidden = true;
+    try {
+      localStorage.setItem(FIRST_VISIT_KEY, "1");
+    } catch {
+      // not remembered: it shows again on the next visit
+    }
+  });
+}
+
 // ------------------------------------------------------------------ start
 
 function main() {
+  showFirstVisitHint(document.getElementById("first-visit"));
   const table = new TaskTable(document.getElementById("task-rows"));
   const deadLetters = new DeadLetters(document.getElementById("dead-letters"));
   const onTask = (task) => {
