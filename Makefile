@@ -81,8 +81,10 @@ dev: $(VENV)/.installed-runtime rmq redis
 	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
 	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS)
 
+# Ruff's checks, then the import rules between the parts (.importlinter).
 lint: venv
 	ruff check .
+	lint-imports --no-logo
 
 test: venv rmq redis browser wrk lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -152,32 +152,27 @@ async def send_tasks(base_url: str, method: str, timeout: float, total: int, bat
     return sorted(numbers)
 
 
-async def wait_finished(base_url: str, numbers: list[int], timeout: float) -> list[dict]:
+def wait_finished(api: ApiClient, numbers: list[int], timeout: float) -> list[dict]:
     """Wait until every task is DONE or ERROR; return them all.
 
     While waiting it asks about one task at a time, the oldest not yet seen finished, so that
     the polling costs the API next to nothing; then it reads every task once.
     """
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
+    # Tasks finish roughly in the order they were sent: step over each finished one.
+    step = max(1, len(numbers) // 50)
+    watched = [*numbers[step - 1::step], numbers[-1]]
 
-        async def task(number: int) -> dict:
-            async with session.get(f"{base_url}/api/tasks/{number}") as response:
-                assert response.status == 200, await response.text()
-                return await response.json()
+    def all_finished() -> list[dict] | None:
+        while watched and api.task(watched[0])["status"] in FINAL:
+            watched.pop(0)
+        if watched:
+            return None
+        tasks = [api.task(number) for number in numbers]
+        # One of the steps' neighbours still running: watch those too.
+        watched.extend(task["task_num"] for task in tasks if task["status"] not in FINAL)
+        return None if watched else tasks
 
-        # Tasks finish roughly in the order they were sent: step over each finished one.
-        step = max(1, len(numbers) // 50)
-        for number in [*numbers[step - 1::step], numbers[-1]]:
-            while (await task(number))["status"] not in FINAL:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"task {number} not finished after {timeout:.0f} s")
-                await asyncio.sleep(0.1)
-        tasks = [await task(number) for number in numbers]
-    unfinished = [t["task_num"] for t in tasks if t["status"] not in FINAL]
-    if unfinished:  # one of the steps' neighbours still running: wait for those too
-        return await wait_finished(base_url, numbers, deadline - time.monotonic())
-    return tasks
+    return wait_for(all_finished, timeout, interval=0.1, what=f"{len(numbers)} tasks to finish")
 
 
 def completion_rate(tasks: list[dict]) -> float:
@@ -190,12 +185,8 @@ def completion_rate(tasks: list[dict]) -> float:
 def run_tasks(demo: Demo, method: str, timeout: float, total: int, batch: int,
               wait: float) -> float:
     """Send ``total`` tasks and wait for them all; their completion rate."""
-
-    async def both() -> list[dict]:
-        numbers = await send_tasks(demo.api.base_url, method, timeout, total, batch)
-        return await wait_finished(demo.api.base_url, numbers, wait)
-
-    return completion_rate(asyncio.run(both()))
+    numbers = asyncio.run(send_tasks(demo.api.base_url, method, timeout, total, batch))
+    return completion_rate(wait_finished(demo.api, numbers, wait))
 
 
 def end_to_end(bench: Bench, tasks: int, in_flight: int) -> dict[str, float]:
