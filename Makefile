@@ -15,13 +15,16 @@ WORKERS ?= 1
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
-.PHONY: help dev test lint bench venv rmq redis browser wrk definitions cluster cluster-stop clean
+.PHONY: help dev test compose-test lint bench venv rmq redis browser wrk podman definitions cluster \
+	cluster-stop clean
 
 help:
 	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N);"
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
+	@echo "make compose-test - docker-compose.yml booted on Podman and tested through its ports"
+	@echo "              (for machines without Docker; about 10 min the first time)"
 	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
 	@echo "make cluster - three clustered RabbitMQ nodes beside the main one (AMQP :5681-5683);"
 	@echo "              ./rmq/cluster.sh status shows the members; make cluster-stop removes them"
@@ -72,6 +75,16 @@ browser:
 wrk:
 	$(call apt_install,wrk)
 
+# Podman and what it needs to run docker-compose.yml where no Docker engine is (containers/):
+# runc (crun refuses this machine's cgroup layout), netavark and iptables for networks,
+# aardvark-dns for service names, catatonit for `init: true`, debootstrap for the stand-ins.
+CONTAINER_PACKAGES := podman runc netavark iptables aardvark-dns catatonit debootstrap
+
+podman:
+	@dpkg -s $(CONTAINER_PACKAGES) >/dev/null 2>&1 || { $(AS_ROOT) apt-get update -qq && \
+		$(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		$(CONTAINER_PACKAGES) >/dev/null; }
+
 # Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
 # Variables from .env (if there is one) reach every service, as with docker compose.
 dev: $(VENV)/.installed-runtime rmq redis
@@ -88,6 +101,10 @@ lint: venv
 
 test: venv rmq redis browser wrk lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The compose file as a Docker user runs it, on Podman with stand-ins for the official images.
+compose-test: venv podman
+	$(PYTHON) -m pytest -m compose tests/compose $(PYTEST_ARGS)
 
 bench: venv rmq redis wrk
 	$(PYTHON) -m bench

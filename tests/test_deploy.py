@@ -416,7 +416,7 @@ def test_cluster_nodes_share_a_cookie_and_discover_exactly_each_other(
     peers = {value for key, value in conf.items()
              if key.startswith("cluster_formation.classic_config.nodes.")}
     assert peers == {f"rabbit@{name}" for name in CLUSTER_NODES}
-    # Quorum queues that rmq-1 declares alone grow a replica on each node that joins.
+    # Quorum queues declared before every node joined grow a replica on each node that joins.
     assert conf["quorum_queue.continuous_membership_reconciliation.enabled"] == "true"
     assert conf["quorum_queue.continuous_membership_reconciliation.target_group_size"] == str(
         len(CLUSTER_NODES))
@@ -425,10 +425,9 @@ def test_cluster_nodes_share_a_cookie_and_discover_exactly_each_other(
         assert mounts["/etc/rabbitmq/rabbitmq.conf"] == "./rmq/cluster.conf"
         definitions = CONFIGURABLE_VALUE.fullmatch(mounts[conf["load_definitions"]])
         assert (ROOT / definitions["default"]).resolve() == rmq_definitions.PATHS[topology.QUORUM]
-    # rmq-1 forms the cluster; the others join it once it runs, instead of racing to form one.
-    assert "depends_on" not in nodes[0]
-    for node in nodes[1:]:
-        assert node["depends_on"] == {CLUSTER_NODES[0]: {"condition": "service_healthy"}}
+    # The nodes start together and agree on the one that forms the cluster: a node that waited
+    # for another's health check would wait for a node that waits in peer discovery for it.
+    assert all("depends_on" not in node for node in nodes)
 
 
 def test_cluster_copies_run_the_originals_against_every_node(compose: dict[str, Any]) -> None:
