@@ -17,7 +17,7 @@ from common import topology
 from common.messages import InvalidField, TaskMessage, parse_task_num
 from common.settings import Settings
 from common.statuses import TaskStatus
-from task_lifecycle import Ending, run_task
+from task_lifecycle import REFUSED_PAUSE, Ending, run_task
 
 log = get_task_logger(__name__)
 
@@ -35,8 +35,8 @@ class FailedForGood(RuntimeError):
 
 
 class ReportRefused(RuntimeError):
-    """The API refused the worker's status report (401: CALLBACK_TOKEN differs). Retried for as
-    long as it takes to fix the token, so that the task is not lost meanwhile."""
+    """The API refused the worker's status report (401: CALLBACK_TOKEN differs). Retried every
+    REFUSED_PAUSE for as long as it takes to fix the token, so that the task is not lost."""
 
 
 @functools.cache
@@ -74,13 +74,14 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
     ``reason.when`` is Celery's own countdown (seconds), or an eta.
     """
     task_num = request.kwargs.get("task_num")
+    when = reason.when
+    next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
     if isinstance(reason.exc, ReportRefused):
         # Repeats for every task until the token is fixed: the reporter's ERROR, once a minute,
         # says it; a line per retry would bury it, and a report would be refused again.
-        log.debug("task %r: report refused, retrying, worker=%s", task_num, reporter().worker_id)
+        log.debug("task %r: report refused, retrying in %.0f s, worker=%s",
+                  task_num, next_try_at - time.time(), reporter().worker_id)
         return
-    when = reason.when
-    next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
     tries = sender.tries(request)
     log.warning("task %s: attempt %s of %s failed (%r), next in %.0f s, worker=%s",
                 task_num, tries["attempt"], tries["max_attempts"], reason.exc,
@@ -92,10 +93,10 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
     bind=True,
     base=ReportingTask,
     name=topology.PROCESS_TASK,
-    # Retried after 2, 4, 8, then every 16 seconds. Without a limit here (max_retries=None): a
-    # refused report is retried until the token is fixed; a task sent with fail stops after
-    # FAIL_RETRIES by itself.
-    autoretry_for=(SimulatedFailure, ReportRefused),
+    # A task sent with fail is retried after 2, 4, then 8 seconds, and stops after FAIL_RETRIES
+    # by itself. No limit here (max_retries=None): a refused report is retried, on its own
+    # schedule below, until the token is fixed.
+    autoretry_for=(SimulatedFailure,),
     max_retries=None,
     retry_backoff=2,
     retry_backoff_max=16,
@@ -108,7 +109,12 @@ def process_task(self: ReportingTask, task_num: int, timeout: float, fail: bool 
     message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
     ending = run_task(message, reporter(), work_for, redelivered=redelivered(self), **self.tries())
     if ending is Ending.UNAUTHORIZED:
-        raise ReportRefused(f"task {task_num}: the API refused the status report (401)")
+        # After the consumer's pause, not the growing backoff: until its countdown ends, a
+        # retried task waits unacked in this worker's memory, out of every other worker's reach.
+        raise self.retry(
+            exc=ReportRefused(f"task {task_num}: the API refused the status report (401)"),
+            countdown=REFUSED_PAUSE,
+        )
     if ending is Ending.FAILED:
         if self.request.retries >= FAIL_RETRIES:
             raise FailedForGood(f"task {task_num} was sent with fail=true")  # on_failure: ERROR

@@ -18,6 +18,11 @@ from common.statuses import TaskStatus
 
 log = logging.getLogger(__name__)
 
+# A task whose reports the API refused (a wrong CALLBACK_TOKEN) goes back to its queue after this
+# pause, in either worker: it would come back at once and must not spin, and it must not be held
+# (unacked, out of other workers' reach) much longer either.
+REFUSED_PAUSE = 5.0
+
 
 class Ending(enum.Enum):
     """How one run of a task ended, which tells the worker what to do with its message."""

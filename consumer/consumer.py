@@ -25,15 +25,12 @@ from common import topology
 from common.messages import InvalidField, TaskMessage
 from common.settings import Settings
 from common.statuses import TaskStatus
-from task_lifecycle import Ending, run_task
+from task_lifecycle import REFUSED_PAUSE, Ending, run_task
 
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAY_MIN = 1.0
 RECONNECT_DELAY_MAX = 10.0
-# A message whose reports the API refused (a wrong CALLBACK_TOKEN) waits this long in its task
-# thread before it goes back to the queue: it comes back at once, and must not spin meanwhile.
-REFUSED_PAUSE = 5.0
 
 
 class Verdict(enum.Enum):

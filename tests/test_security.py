@@ -14,6 +14,7 @@ from api.app import create_app
 from celery_app import create_celery_app
 from common import topology
 from runner.polling import wait_for
+from task_lifecycle import REFUSED_PAUSE
 
 TOKEN = "s3cret-callback-token"
 
@@ -96,6 +97,26 @@ def test_a_worker_whose_token_is_refused_says_so_and_loses_nothing(
     own_services.start_workers("consumer", fixed)
     own_services.start_workers("celery_worker", fixed)
     assert {task["status"] for task in api.wait_final(numbers, timeout=60)} == {"DONE"}
+
+
+def test_a_refused_celery_task_is_held_no_longer_than_the_consumers_pause(
+    fresh_settings, own_services
+) -> None:
+    # Until its countdown ends, a retried task waits unacked in the worker that retried it: the
+    # countdown is all the time the task is out of every other worker's reach.
+    api = own_services.start_api(dataclasses.replace(fresh_settings, callback_token=TOKEN))
+    [worker] = own_services.start_workers("celery_worker", fresh_settings)
+    [task] = api.send("celery", timeout=0)
+    # Celery's own line for each retry: "Task ...[id] retry: Retry in 5s: ReportRefused(...)".
+    retry = re.compile(r"retry: Retry in (\d+(?:\.\d+)?)s: ReportRefused")
+
+    def countdowns() -> list[float]:
+        return [float(seconds) for seconds in retry.findall(worker.log())]
+
+    # A growing backoff would pass REFUSED_PAUSE by the third retry.
+    wait_for(lambda: len(countdowns()) >= 3, 60, interval=0.5, what="three refused retries")
+    assert max(countdowns()) <= REFUSED_PAUSE, countdowns()
+    assert api.task(task["task_num"])["status"] == "PENDING"
 
 
 @pytest.mark.parametrize("path", ["/api/tasks", "/send_rmq_direct/", "/update_task_status_api/"])
