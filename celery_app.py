@@ -6,6 +6,7 @@ module reads no environment.
 """
 
 import functools
+import logging
 from urllib.parse import urlsplit
 
 from celery import Celery
@@ -140,9 +141,39 @@ class ClusterConsumer(Consumer):
         ]
 
 
+def create_worker_app(settings: Settings) -> Celery:
+    """The app of the processes ``celery -A celery_app`` starts (worker, Beat, Flower).
+
+    A worker stores each task's state and result in the result backend, before the task's body
+    (STARTED) and after it. With Redis away, Celery's default is to fail such a task "outside
+    its body": its body never runs, its message is acked, and the task is lost. Here storing is
+    retried (with a backoff up to 10 s) for as long as Redis is away: the task waits, unacked,
+    and runs once Redis is back. Not in the API's client: it only reads results, and a read
+    that waited out an outage would hold a request; it shows "unknown" instead.
+    """
+    app = create_celery_app(settings)
+    app.conf.update(
+        result_backend_always_retry=True,
+        # Celery's first pauses are 10 ms, 20 ms...: from half a second, a line a second or so.
+        result_backend_base_sleep_between_retries_ms=500,
+    )
+    logging.getLogger("celery.backends.base").addFilter(_one_line_retries)
+    return app
+
+
+def _one_line_retries(record: logging.LogRecord) -> bool:
+    """Celery logs each retry of a result-backend operation with the whole traceback, every few
+    seconds per process while Redis is away: one line with the reason says as much."""
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(exc).__name__}: {exc})"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True
+
+
 @functools.cache
 def __getattr__(name: str) -> Celery:
     """``celery -A celery_app`` looks up ``app`` here: it is built on that first access."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return create_celery_app(Settings.from_env())
+    return create_worker_app(Settings.from_env())

@@ -147,12 +147,14 @@ class CeleryClient:
 
     async def state(self, celery_id: str) -> dict[str, Any]:
         """Celery's own view of the task: ``state`` (PENDING, STARTED, RETRY, SUCCESS, FAILURE)
-        and ``result``, the return value or the error; both None if it cannot be read now."""
+        and ``result``, the return value or the error; both None, and ``error`` saying why, if
+        it cannot be read now (Redis away: the worker then waits for it too)."""
         try:
             return await asyncio.wait_for(self._run(self._state, celery_id), STATE_TIMEOUT)
         except Exception as exc:  # a page must not fail because Celery's result store did
             log.warning("celery state of %s unavailable: %r", celery_id, exc)
-            return {"state": None, "result": None}
+            return {"state": None, "result": None,
+                    "error": f"Celery's result backend cannot be read: {describe(exc)}"}
 
     def _state(self, celery_id: str) -> dict[str, Any]:
         # rpc:// results wait in one reply queue until somebody reads them, and one read looks

@@ -68,6 +68,8 @@ async def get_task(request: web.Request) -> web.Response:
     if task.method is Method.CELERY and task.celery_id is not None:
         celery = await request.config_dict[celery_key].state(task.celery_id)
         data["celery_state"], data["celery_result"] = celery["state"], celery["result"]
+        if "error" in celery:
+            data["celery_error"] = celery["error"]
     return web.json_response(data)
 
 
