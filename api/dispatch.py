@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import uuid
 
+import aiorwlock
+
 from api.celery_client import CeleryClient
 from api.errors import BrokerUnavailable
 from api.model import Method, Role, Task, WorkflowKind
@@ -49,6 +51,11 @@ class Dispatcher:
         self._store = store
         self._publisher = publisher
         self._celery = celery
+        # Per queue: any number of requests create and send tasks at once (readers), a purge
+        # runs alone (the writer). A purge then forgets exactly the tasks whose messages it
+        # removed, never one created or sent while it ran. fast: an uncontended lock is taken
+        # without a pass through the event loop, on every accepted request.
+        self._sending = {method: aiorwlock.RWLock(fast=True) for method in Method}
 
     async def submit(self, request: TaskRequest) -> list[Task]:
         """Create ``request.count`` tasks and send them all; the tasks as they were accepted.
@@ -56,6 +63,10 @@ class Dispatcher:
         Raises StoreFull, before creating any, if the store has no room for them all, and
         DispatchFailed, listing the tasks that did go out, if the broker took only some or none.
         """
+        async with self._sending[request.method].reader:
+            return await self._submit(request)
+
+    async def _submit(self, request: TaskRequest) -> list[Task]:
         # Stored all at once, with no await in between: no other request can take the room.
         tasks = self._store.create_many(
             request.count,
@@ -111,6 +122,10 @@ class Dispatcher:
                 "a chord needs a result backend every process can read (RESULT_BACKEND=redis://…)",
                 "аккорду нужен общий бэкенд результатов (RESULT_BACKEND=redis://…)",
             )
+        async with self._sending[Method.CELERY].reader:
+            return await self._submit_workflow(request)
+
+    async def _submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
         # All or none: a workflow cut short by a full store would never finish.
         self._store.make_room(request.count + (request.kind is WorkflowKind.CHORD))
         workflow_id = uuid.uuid4().hex[:12]
@@ -154,11 +169,15 @@ class Dispatcher:
         """Empty the queue of ``method``'s workers and forget the tasks that waited in it:
         (messages purged, tasks forgotten). The teacher's reset; running tasks go on.
 
-        A task published while the purge runs may be forgotten with its message still queued:
-        its worker then finds it unknown and skips it, as after an API restart.
+        Requests that create tasks wait while it runs, and it waits for those under way, so
+        every task it forgets had its message in the queue. One exception, for a few
+        milliseconds: a task a worker has just taken (not in the queue, so not purged) and not
+        yet reported on is forgotten too; its worker then finds it unknown and skips it, as
+        after an API restart.
         """
-        purged = await self._publisher.purge(QUEUE_OF[method])
-        discarded = self._store.discard_waiting(method)
+        async with self._sending[method].writer:
+            purged = await self._publisher.purge(QUEUE_OF[method])
+            discarded = self._store.discard_waiting(method)
         log.info("%s queue purged: %s messages, %s waiting tasks forgotten",
                  method, purged, discarded)
         return purged, discarded

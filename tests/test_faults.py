@@ -6,6 +6,7 @@ and count processes without the shared ones taking its messages.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import socket
 import subprocess
@@ -16,7 +17,10 @@ import pytest
 import redis
 
 from api.app import create_app
+from api.app_keys import store_key
+from api.model import Method
 from common import topology
+from common.statuses import TaskStatus
 from runner.broker import queue_state
 from runner.polling import wait_for
 from runner.services import free_port
@@ -201,3 +205,26 @@ def test_a_celery_task_sent_while_redis_is_away_waits_and_runs_once_it_is_back(
     assert done["status"] == "DONE" and worker.alive()
     # Each retry is one line with its reason, not a traceback every few seconds.
     assert "Traceback" not in worker.log()
+
+
+async def test_a_purge_amid_publishing_forgets_exactly_the_tasks_it_took_from_the_queue(
+    aiohttp_client, fresh_settings, tmp_path
+) -> None:
+    own = dataclasses.replace(fresh_settings, task_counter_path=str(tmp_path / "task_counter"))
+    client = await aiohttp_client(create_app(own))
+
+    async def send() -> None:
+        response = await client.post("/api/tasks", json={"method": "rmq", "timeout": 1,
+                                                         "count": 20})
+        assert response.status == 202, await response.text()
+
+    async def purge() -> None:
+        response = await client.post(f"/api/queues/{topology.QUEUE}/purge")
+        assert response.status == 200, await response.text()
+
+    # No worker in this vhost: every task the API still knows as PENDING must have its message
+    # waiting in the queue, and every waiting message a task the API knows.
+    await asyncio.gather(*[purge() if turn % 4 == 2 else send() for turn in range(16)])
+    waiting = [task for task in client.app[store_key].recent(10_000)
+               if task.method is Method.RMQ and task.status is TaskStatus.PENDING]
+    assert len(waiting) == queue_state(own.rmq_url, topology.QUEUE)[0]
