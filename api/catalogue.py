@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import time
 
+from api.errors import ApiError
+
 log = logging.getLogger(__name__)
 
 ITEMS: dict[int, str] = {
@@ -23,11 +25,15 @@ ITEMS: dict[int, str] = {
 LONG_REQUEST_SECONDS = 7.0
 
 
-class UnknownItem(LookupError):
+class UnknownItem(ApiError):
+    """``message_ru`` leaves the field's name to the page, as for a bad field."""
+
+    status = 404
+
     def __init__(self, data_id: int) -> None:
         low, high = min(ITEMS), max(ITEMS)
-        super().__init__(f"no item {data_id}, the catalogue has {low} to {high}")
-        self.message_ru = f"нет товара {data_id}, есть {low}–{high}"
+        super().__init__(f"data_id: no item {data_id}, the catalogue has {low} to {high}",
+                         f"нет товара {data_id}, есть {low}–{high}", field="data_id")
 
 
 @dataclasses.dataclass(frozen=True)

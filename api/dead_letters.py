@@ -16,8 +16,8 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from api.dispatch import Dispatcher, DispatchFailed
-from api.errors import BrokerUnavailable, describe
+from api.dispatch import Dispatcher
+from api.errors import ApiError, BrokerUnavailable, describe
 from api.management import ManagementClient
 from api.model import Method
 from api.publisher import AMQP_ERRORS, Publisher
@@ -69,14 +69,14 @@ class ReplayReport:
         }
 
 
-class ReplayFailed(RuntimeError):
-    """The replay stopped halfway (the broker went away, the store is full); ``report`` says
-    what was done before."""
+class ReplayFailed(ApiError):
+    """The replay stopped halfway (the broker went away, the store is full): told as ``cause``
+    is, with ``report`` saying what was done before."""
 
-    def __init__(self, reason: str, report: ReplayReport, message_ru: str | None = None) -> None:
-        super().__init__(reason)
+    def __init__(self, cause: ApiError, report: ReplayReport) -> None:
+        super().__init__(cause.error, cause.message_ru, **report.to_dict())
+        self.status = cause.status
         self.report = report
-        self.message_ru = message_ru
 
 
 def shown(body: bytes) -> str:
@@ -186,12 +186,10 @@ class DeadLetters:
                 if last_kept is not None:
                     await last_kept.nack(multiple=True, requeue=True)
         # Whatever was taken and not acked goes back to the queue when the channel closes.
-        except StoreFull as exc:
-            raise ReplayFailed(str(exc), report, exc.message_ru) from exc
-        except (BrokerUnavailable, DispatchFailed) as exc:
-            raise ReplayFailed(f"broker unavailable: {exc}", report) from exc
+        except (StoreFull, BrokerUnavailable) as exc:  # DispatchFailed is a BrokerUnavailable
+            raise ReplayFailed(exc, report) from exc
         except AMQP_ERRORS as exc:
-            raise ReplayFailed(f"broker unavailable: {describe(exc)}", report) from exc
+            raise ReplayFailed(BrokerUnavailable(describe(exc)), report) from exc
         return report
 
     async def purge(self) -> int:

@@ -21,21 +21,19 @@ from common.messages import InvalidField, TaskMessage
 log = logging.getLogger(__name__)
 
 
-class DispatchFailed(RuntimeError):
+class DispatchFailed(BrokerUnavailable):
     """The broker took none or only some of the tasks; ``sent`` lists those it took."""
 
     def __init__(self, reason: str, sent: list[Task], asked: int) -> None:
-        super().__init__(reason)
+        if sent:
+            message_ru = (f"Брокер недоступен: отправлено {len(sent)} из {asked},"
+                          " остальные задачи не отправлены")
+        else:
+            message_ru = ("Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через"
+                          " несколько секунд")
+        super().__init__(reason, message_ru, tasks=[task.to_dict() for task in sent])
         self.sent = sent
         self.asked = asked
-
-    @property
-    def message_ru(self) -> str:
-        """What the page says."""
-        if self.sent:
-            return (f"Брокер недоступен: отправлено {len(self.sent)} из {self.asked},"
-                    " остальные задачи не отправлены")
-        return "Брокер недоступен, задачи не отправлены. Попробуйте ещё раз через несколько секунд"
 
 
 # Unconfirmed publishes of one request. Measured, API CPU per published message: 0.50 ms one at
@@ -112,7 +110,7 @@ class Dispatcher:
         first, exc = failures[0]
         log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
                     first.task_num, request.method, exc, request.count - len(sent), request.count)
-        raise DispatchFailed(str(exc), sent, request.count) from exc
+        raise DispatchFailed(exc.reason, sent, request.count) from exc
 
     async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
         """Create a workflow's tasks and send them to Celery as one canvas; all or nothing."""
@@ -159,7 +157,7 @@ class Dispatcher:
             for task in tasks:
                 self._store.discard(task.task_num)
             log.warning("workflow %s: not sent: %s", workflow_id, exc)
-            raise DispatchFailed(str(exc), [], len(tasks)) from exc
+            raise DispatchFailed(exc.reason, [], len(tasks)) from exc
         for task in accepted:
             task.celery_id = celery_ids[task.task_num]
             self._store.set_celery_id(task.task_num, task.celery_id)

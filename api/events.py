@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+from api.errors import ApiError
 from api.store import Task
 from api.workers import WorkerBoard
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BATCH_INTERVAL = 0.1  # seconds: how long changes gather before they go out as one batch
 QUEUE_SIZE = 50  # batches (five busy seconds) a page may fall behind by before it is dropped
+REFUSED_RETRY_S = 30  # a page refused for LIVE_STREAM_LIMIT tries again after this long
 
 # One batch: (SSE event name, JSON data) pairs, sent in this order. ``tasks``: the changed tasks
 # (or {"task_num", "discarded": true} for one never sent); ``workers``: the board's changes.
@@ -35,17 +37,18 @@ Batch = tuple[tuple[str, str], ...]
 Subscription = asyncio.Queue[Batch | None]
 
 
-class TooManyStreams(RuntimeError):
+class TooManyStreams(ApiError):
     """As many pages as LIVE_STREAM_LIMIT are open already: one more is refused."""
+
+    status = 503
 
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"too many live pages: {limit} are open already (LIVE_STREAM_LIMIT); close some"
-            " tabs or raise the limit"
-        )
-        self.message_ru = (
+            " tabs or raise the limit",
             f"Слишком много открытых вкладок: сервер уже ведёт {limit} потоков событий"
-            " (LIVE_STREAM_LIMIT). Закройте лишние вкладки; страница попробует снова сама"
+            " (LIVE_STREAM_LIMIT). Закройте лишние вкладки; страница попробует снова сама",
+            headers={"Retry-After": str(REFUSED_RETRY_S)},
         )
 
 

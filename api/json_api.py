@@ -1,7 +1,8 @@
 """The JSON API for scripts, tests, benchmarks and the page's script; the workers' callback.
 
 Handlers parse, call a service and answer. Errors are the ``json_errors`` middleware's business:
-a bad field raises :class:`InvalidField` and becomes a 400 there.
+a bad field raises :class:`InvalidField` and becomes a 400 there, an :class:`ApiError` (a full
+store, a lost broker, an unknown item) the answer it describes.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from aiohttp import web
 
 from api import catalogue
 from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key, store_key
-from api.dispatch import DispatchFailed
 from api.errors import json_error
 from api.model import Method
-from api.store import StoreFull, TransitionNotAllowed, UnknownTask
+from api.store import TransitionNotAllowed, UnknownTask
 from api.validation import (
     decode_json_object,
     parse_blocking,
@@ -36,19 +36,7 @@ MAX_LIST = 1000
 
 async def create_tasks(request: web.Request) -> web.Response:
     task_request = parse_task_request(decode_json_object(await request.read()))
-    try:
-        tasks = await request.config_dict[dispatcher_key].submit(task_request)
-    except StoreFull as exc:
-        raise json_error(
-            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, tasks=[]
-        ) from exc
-    except DispatchFailed as exc:
-        raise json_error(
-            web.HTTPServiceUnavailable,
-            f"broker unavailable: {exc}",
-            message_ru=exc.message_ru,
-            tasks=[task.to_dict() for task in exc.sent],
-        ) from exc
+    tasks = await request.config_dict[dispatcher_key].submit(task_request)
     return web.json_response({"tasks": [task.to_dict() for task in tasks]}, status=202)
 
 
@@ -76,12 +64,9 @@ async def get_task(request: web.Request) -> web.Response:
 async def create_workflow(request: web.Request) -> web.Response:
     """``POST /api/workflows``: a chain, group or chord of Celery tasks."""
     workflow_request = parse_workflow_request(decode_json_object(await request.read()))
-    try:
-        workflow_id, tasks = await request.config_dict[dispatcher_key].submit_workflow(
-            workflow_request
-        )
-    except DispatchFailed as exc:
-        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    workflow_id, tasks = await request.config_dict[dispatcher_key].submit_workflow(
+        workflow_request
+    )
     return web.json_response(
         {"workflow_id": workflow_id, "tasks": [task.to_dict() for task in tasks]}, status=202
     )
@@ -100,12 +85,7 @@ async def sync_long_data(request: web.Request) -> web.Response:
 async def _sync_answer(request: web.Request, *, long: bool) -> web.Response:
     data_id = parse_data_id(request.query.get("data_id"))
     blocking = parse_blocking(request.query.get("blocking", "1")) if long else None
-    try:
-        answer = await catalogue.answer(data_id, blocking)
-    except catalogue.UnknownItem as exc:
-        raise json_error(
-            web.HTTPNotFound, f"data_id: {exc}", field="data_id", message_ru=exc.message_ru
-        ) from None
+    answer = await catalogue.answer(data_id, blocking)
     return web.json_response(dataclasses.asdict(answer))
 
 

@@ -21,10 +21,9 @@ from api.app_keys import (
     store_key,
     workers_key,
 )
-from api.dead_letters import ReplayFailed
 from api.dispatch import QUEUE_OF
 from api.errors import BrokerUnavailable, json_error
-from api.events import Batch, Subscription, TooManyStreams
+from api.events import Batch, Subscription
 from api.management import ManagementUnavailable
 from api.validation import parse_limit
 from common import topology
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 SNAPSHOT_SIZE = 100  # tasks a page gets when it (re)connects; the table keeps as many
 RECONNECT_MS = 1000  # how soon a browser retries after the stream broke (its default is ~3 s)
 IDLE_CHECK = 5.0  # seconds without changes after which a stream checks its page is still there
-REFUSED_RETRY_S = 30  # a page refused for LIVE_STREAM_LIMIT tries again after this long
 SHOWN_QUEUES = (topology.QUEUE, topology.DEAD_LETTER_QUEUE, topology.CELERY_QUEUE)
 MAX_PEEK = 50
 # The queues the page may empty, and whose waiting tasks go with them.
@@ -49,15 +47,11 @@ async def task_events(request: web.Request) -> web.StreamResponse:
     tenth of a second, ``tasks`` (a list of changed tasks, or ``{"task_num", "discarded":
     true}`` for one that was never sent) and ``workers`` (``{"changed": [rows], "gone":
     [worker ids]}``). After a reconnect the browser gets a new snapshot, so it never has to ask
-    for what it missed. Over LIVE_STREAM_LIMIT open pages, a 503 says so.
+    for what it missed. Over LIVE_STREAM_LIMIT open pages, a 503 says so (TooManyStreams,
+    raised by subscribe() before anything is streamed).
     """
-    events = request.config_dict[events_key]
-    try:
-        with events.subscribe() as queue:
-            return await _stream_changes(request, queue)
-    except TooManyStreams as exc:  # raised before streaming, by subscribe() alone
-        raise json_error(web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru,
-                         headers={"Retry-After": str(REFUSED_RETRY_S)}) from exc
+    with request.config_dict[events_key].subscribe() as queue:
+        return await _stream_changes(request, queue)
 
 
 async def _stream_changes(request: web.Request, queue: Subscription) -> web.StreamResponse:
@@ -106,7 +100,7 @@ async def queues(request: web.Request) -> web.Response:
         counts = await publisher.queue_counts(names)
     except BrokerUnavailable as exc:
         # The panel says so; everything else on the page goes on working.
-        return web.json_response({**answer, "available": False, "error": str(exc), "queues": []})
+        return web.json_response({**answer, "available": False, "error": exc.reason, "queues": []})
     try:
         unacked = await request.config_dict[management_key].unacknowledged(names)
         answer["statistics_error"] = None
@@ -141,10 +135,7 @@ async def purge_queue(request: web.Request) -> web.Response:
         queues = " and ".join(PURGEABLE)
         raise json_error(web.HTTPNotFound, f"only {queues} can be purged here"
                          " (the dead letters: POST /api/dead-letters/purge)")
-    try:
-        purged, discarded = await request.config_dict[dispatcher_key].purge(method)
-    except BrokerUnavailable as exc:
-        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    purged, discarded = await request.config_dict[dispatcher_key].purge(method)
     return web.json_response({"queue": QUEUE_OF[method], "purged": purged,
                               "discarded": discarded})
 
@@ -166,19 +157,11 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
     """``POST /api/dead-letters/replay``: every dead task message becomes a new task."""
-    try:
-        report = await request.config_dict[dead_letters_key].replay()
-    except ReplayFailed as exc:
-        raise json_error(
-            web.HTTPServiceUnavailable, str(exc), message_ru=exc.message_ru, **exc.report.to_dict()
-        ) from exc
+    report = await request.config_dict[dead_letters_key].replay()
     return web.json_response(report.to_dict())
 
 
 async def purge_dead_letters(request: web.Request) -> web.Response:
     """``POST /api/dead-letters/purge``: empty the dead-letter queue."""
-    try:
-        purged = await request.config_dict[dead_letters_key].purge()
-    except BrokerUnavailable as exc:
-        raise json_error(web.HTTPServiceUnavailable, f"broker unavailable: {exc}") from exc
+    purged = await request.config_dict[dead_letters_key].purge()
     return web.json_response({"purged": purged})

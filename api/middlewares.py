@@ -10,7 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from api.errors import json_error
+from api.errors import ApiError, BadField, json_answer, json_error
 from common.messages import InvalidField
 
 log = logging.getLogger(__name__)
@@ -20,15 +20,16 @@ log = logging.getLogger(__name__)
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The JSON API's one error rule: every error is ``{"error": ...}`` with its HTTP status.
 
-    A bad field (:class:`InvalidField`, raised by the parsers in ``api/validation.py``) becomes a
-    400 that names it, here and nowhere else.
+    An :class:`ApiError` becomes the answer it describes, here and nowhere else; so does a bad
+    field (:class:`InvalidField`, raised by the parsers in ``api/validation.py``): a 400 that
+    names it.
     """
     try:
         return await handler(request)
     except InvalidField as exc:
-        raise json_error(
-            web.HTTPBadRequest, str(exc), field=exc.field, message_ru=exc.message_ru
-        ) from exc
+        return json_answer(BadField.of(exc))
+    except ApiError as exc:
+        return json_answer(exc)
     except web.HTTPException as exc:
         # aiohttp's own errors (404, 405, 413 ...) come as text/plain: give programs JSON.
         if exc.status < 400 or exc.content_type == "application/json":
@@ -53,11 +54,19 @@ def with_json_errors(handler: Handler) -> Handler:
 
 @web.middleware
 async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """An unexpected error on a page: logged once, answered with a page that leaks nothing."""
+    """An error on a page: an :class:`ApiError` a view left alone is shown with its status and
+    Russian message; an unexpected one is logged once and answered with a page that leaks nothing.
+    """
     try:
         return await handler(request)
     except web.HTTPException:
         raise
+    except ApiError as exc:
+        page = aiohttp_jinja2.render_template(
+            "error.html", request, {"message": exc.message_ru}, status=exc.status
+        )
+        page.headers.update(exc.headers)
+        return page
     except Exception:
         log.exception("unhandled error on %s %r", request.method, request.path)
         return aiohttp_jinja2.render_template(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from api import workflows
+from api.errors import ApiError
 from api.model import Method, StatusReport, Task
 from common.statuses import TaskStatus, can_transition
 
@@ -34,18 +35,20 @@ class TransitionNotAllowed(ValueError):
         self.new = new
 
 
-class StoreFull(RuntimeError):
-    """There is no room for the tasks asked for without dropping one that is not finished."""
+class StoreFull(ApiError):
+    """There is no room for the tasks asked for without dropping one that is not finished;
+    none of them was created."""
+
+    status = 503
 
     def __init__(self, room: int, asked: int, limit: int) -> None:
         super().__init__(
             f"store full: room for {room} more tasks, {asked} asked; the API keeps"
-            f" {limit} tasks in memory (TASK_STORE_LIMIT) and only finished ones make room"
-        )
-        self.message_ru = (
+            f" {limit} tasks in memory (TASK_STORE_LIMIT) and only finished ones make room",
             f"В памяти API нет места: можно добавить задач — {room}, а отправлено {asked}."
             f" API держит {limit} задач (TASK_STORE_LIMIT), и место освобождают только"
-            " завершённые: дождитесь их или очистите очередь"
+            " завершённые: дождитесь их или очистите очередь",
+            tasks=[],
         )
 
 

@@ -10,9 +10,8 @@ from aiohttp import web
 from api import catalogue
 from api.app_keys import dispatcher_key, settings_key, store_key
 from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
-from api.dispatch import DispatchFailed
+from api.errors import ApiError
 from api.model import Method
-from api.store import StoreFull
 from api.validation import parse_blocking, parse_data_id, parse_task_form
 from common.messages import InvalidField
 
@@ -115,10 +114,10 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
         )
     try:
         tasks = await request.app[dispatcher_key].submit(task_request)
-    except (StoreFull, DispatchFailed) as exc:
+    except ApiError as exc:  # a full store, a lost broker: said beside the form
         return render_home(
             request,
-            status=503,
+            status=exc.status,
             form_values={form_name: values},
             form_errors={form_name: exc.message_ru},
         )

@@ -452,7 +452,26 @@ async def test_replay_and_purge_without_a_broker_answer_503(client_without_broke
                  f"/api/queues/{topology.QUEUE}/purge"):
         answer = await client_without_broker.post(path)
         assert answer.status == 503
-        assert "broker unavailable" in (await answer.json())["error"]
+        error = await answer.json()
+        assert "broker unavailable" in error["error"] and "Брокер недоступен" in error["message_ru"]
+
+
+async def test_tasks_and_workflows_without_a_broker_answer_the_same_503(
+    client_without_broker,
+) -> None:
+    answers = [
+        await client_without_broker.post("/api/tasks", json={"method": method, "timeout": 1})
+        for method in ("rmq", "celery")
+    ]
+    answers.append(await client_without_broker.post(
+        "/api/workflows", json={"kind": "chain", "count": 2, "timeout": 1}))
+
+    assert [answer.status for answer in answers] == [503, 503, 503]
+    errors = [await answer.json() for answer in answers]
+    for error in errors:
+        assert set(error) == {"error", "message_ru", "tasks"}, error
+        assert error["error"].startswith("broker unavailable: ") and error["tasks"] == []
+    assert len({error["message_ru"] for error in errors}) == 1  # the page says the same
 
 
 async def test_a_task_that_was_never_sent_leaves_the_page(client_without_broker) -> None:
