@@ -711,7 +711,10 @@ function fillCeleryView(view, taskNum, task) {
   view.querySelector("[data-field=task]").textContent = `№${taskNum}`;
   const values = task ? {
     status: task.status,
-    celery_state: task.celery_state ?? "недоступно",
+    // celery_error: the result backend (Redis) does not answer; the worker waits for it too.
+    celery_state: task.celery_state ?? (task.celery_error
+      ? "недоступно: бэкенд результатов (Redis) не отвечает, воркер ждёт его"
+      : "недоступно"),
     celery_result: task.celery_result === null ? "—" : String(task.celery_result),
     attempts: task.max_attempts ? `${task.attempts} из ${task.max_attempts}` : "—",
   } : { status: "задача не найдена", celery_state: "—", celery_result: "—", attempts: "—" };
