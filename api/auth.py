@@ -58,6 +58,13 @@ def login_cookie(token: str) -> str:
     return hmac.new(token.encode(), b"api page login", hashlib.sha256).hexdigest()
 
 
+def _same(given: str, expected: str) -> bool:
+    """``given == expected`` in constant time, for any text a client sends."""
+    # surrogatepass: a cookie or form field may hold lone surrogates (aiohttp keeps bytes that
+    # are not UTF-8 so); they must be refused, not fail to encode into a 500.
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+
+
 def require_credentials(token: str, guarded: GuardedRoutes) -> Middleware:
     """Refuse a guarded route without the token (header) or the login cookie."""
     cookie = login_cookie(token)
@@ -76,7 +83,7 @@ def require_credentials(token: str, guarded: GuardedRoutes) -> Middleware:
                 'Bearer error="invalid_token"',
             )
         given = request.cookies.get(COOKIE)
-        if given is not None and hmac.compare_digest(given.encode(), cookie.encode()):
+        if given is not None and _same(given, cookie):
             return await handler(request)
         if route in guarded.pages and request.method in READING_METHODS:
             raise web.HTTPSeeOther(location=request.app.router["login"].url_for())
@@ -114,8 +121,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not token:
         raise web.HTTPSeeOther(location=request.app.router["index"].url_for())
     given = str((await request.post()).get("token", ""))
-    # surrogatepass: a form field may hold any code point; none of them must fail to encode.
-    if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode()):
+    if not _same(given, token):
         log.warning("page login refused from %s", request.remote)
         return _render_form(request, error="Неверный токен", status=401)
     response = web.HTTPSeeOther(location=request.app.router["index"].url_for())

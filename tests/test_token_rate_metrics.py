@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.app import create_app
 from api.auth import COOKIE
 from runner.client import ApiClient
+from tests.test_security import raw_post
 
 TOKEN = "s3cret-api-token"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -166,6 +167,26 @@ async def test_a_cookie_made_for_another_token_is_refused(guarded) -> None:
     response = await guarded.post("/api/tasks", json={"method": "rmq", "timeout": 0})
     assert response.status == 401
     assert "log in again" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Cookie: api_login=\xff\xfe", b"Cookie: api_login=" + b"0" * 4000,
+     b"Cookie: api_login=\xc3\x28; other=1", b"Authorization: Bearer \xff"],
+)
+async def test_malformed_credentials_are_401_not_500(guarded, header: bytes) -> None:
+    status, answer = await raw_post(guarded, "/api/tasks", header + b"\r\n", b"{}")
+    assert status == 401, answer
+
+
+async def test_a_login_form_of_any_text_is_refused_not_500(guarded) -> None:
+    # Percent-encoded as a browser sends them: bytes that are not UTF-8 too.
+    for token in ("%FF%FE", "%ED%B3%BF", "%00", TOKEN + "%C3%A9", "x" * 10_000):
+        response = await guarded.post(
+            "/login", data=f"token={token}".encode(), allow_redirects=False,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status == 401
 
 
 async def test_without_api_token_nothing_asks_for_it(client) -> None:
