@@ -14,7 +14,10 @@ from common.statuses import CALLBACK_PATH
 # they would bury the lines students read. So is every accepted task ("task N: published to
 # ..." or "sent to Celery"): its request's line would only repeat it, at a tenth of the accept
 # path's CPU time (a listing of tasks that succeeds goes unlogged with them).
-QUIET_PATHS = frozenset({"/healthz", "/api/queues", "/api/events", "/api/tasks", CALLBACK_PATH})
+# Prometheus scrapes /metrics every few seconds: quiet too.
+QUIET_PATHS = frozenset(
+    {"/healthz", "/api/queues", "/api/events", "/api/tasks", "/metrics", CALLBACK_PATH}
+)
 FORMAT = '%a "%r" %s %b %Tfs'
 
 

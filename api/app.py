@@ -9,8 +9,9 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 
-from api import json_api, live, views
+from api import auth, json_api, live, views
 from api.app_keys import (
     celery_key,
     dead_letters_key,
@@ -22,11 +23,14 @@ from api.app_keys import (
     store_key,
     workers_key,
 )
+from api.auth import GuardedRoutes, require_credentials
 from api.celery_client import CeleryClient
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
+from api.live import SHOWN_QUEUES
 from api.management import ManagementClient
+from api.metrics import Metrics, count_requests, scrape
 from api.middlewares import (
     allowed_origins,
     json_errors,
@@ -35,6 +39,7 @@ from api.middlewares import (
     with_json_errors,
 )
 from api.publisher import Publisher
+from api.rate_limit import rate_limit
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
 from celery_app import create_celery_app
@@ -78,50 +83,92 @@ def format_timestamp(value: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(value))
 
 
-def create_json_api() -> web.Application:
-    """``/api``: the JSON API for scripts and the page's script, with its own error rule."""
+def create_json_api(guarded: GuardedRoutes, limited: set[AbstractRoute]) -> web.Application:
+    """``/api``: the JSON API for scripts and the page's script, with its own error rule.
+
+    What changes state goes into ``limited`` and ``guarded`` (RATE_LIMIT and API_TOKEN); so does
+    the live stream into ``guarded``. Reading stays open.
+    """
     api = web.Application(middlewares=[json_errors])
     router = api.router
-    router.add_post("/tasks", json_api.create_tasks, name="create_tasks")
+
+    def changes_state(route: AbstractRoute) -> None:
+        guarded.routes.add(route)
+        limited.add(route)
+
+    changes_state(router.add_post("/tasks", json_api.create_tasks, name="create_tasks"))
     router.add_get("/tasks", json_api.list_tasks, name="list_tasks")
     router.add_get("/tasks/{task_num}", json_api.get_task, name="task")
-    router.add_post("/workflows", json_api.create_workflow, name="create_workflow")
+    changes_state(router.add_post("/workflows", json_api.create_workflow, name="create_workflow"))
     router.add_get("/sync-data", json_api.sync_data, name="sync_data")
     router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
-    router.add_get("/events", live.task_events, name="events")
+    guarded.routes.add(router.add_get("/events", live.task_events, name="events"))
     router.add_get("/queues", live.queues, name="queues")
-    router.add_post("/queues/{queue}/purge", live.purge_queue, name="purge_queue")
+    changes_state(router.add_post("/queues/{queue}/purge", live.purge_queue, name="purge_queue"))
     router.add_get("/dead-letters", live.list_dead_letters, name="dead_letters")
-    router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay")
-    router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge")
+    changes_state(router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay"))
+    changes_state(router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge"))
     return api
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(
+    app: web.Application, metrics: Metrics, guarded: GuardedRoutes, limited: set[AbstractRoute]
+) -> None:
+    """Every route; ``guarded`` and ``limited`` learn which ones API_TOKEN and RATE_LIMIT cover:
+    the page (its forms change state), and in ``/api`` what changes state and the live stream."""
     router = app.router
-    router.add_get("/", views.index, name="index")
-    router.add_get("/get_sync_data/", views.get_sync_data, name="sync_data")
-    router.add_get("/get_sync_long_data/", views.get_sync_long_data, name="sync_long_data")
-    router.add_post("/send_celery_task/", views.send_celery_task, name="send_celery_task")
-    router.add_post("/send_rmq_direct/", views.send_rmq_direct, name="send_rmq_direct")
-    # Two JSON endpoints outside /api, where the course and the probes expect them.
+    pages = [
+        router.add_get("/", views.index, name="index"),
+        router.add_get("/get_sync_data/", views.get_sync_data, name="sync_data"),
+        router.add_get("/get_sync_long_data/", views.get_sync_long_data, name="sync_long_data"),
+    ]
+    forms = [
+        router.add_post("/send_celery_task/", views.send_celery_task, name="send_celery_task"),
+        router.add_post("/send_rmq_direct/", views.send_rmq_direct, name="send_rmq_direct"),
+    ]
+    guarded.pages.update(pages)
+    guarded.routes.update(pages + forms)
+    limited.update(forms)
+    # The page's login: where a token is guessed, so it is rate limited too.
+    router.add_get("/login", auth.login_form, name="login")
+    limited.add(router.add_post("/login", auth.login, name="login_submit"))
+    router.add_post("/logout", auth.logout, name="logout")
+    # Two JSON endpoints outside /api, where the course and the probes expect them. The workers'
+    # callback has its own token (CALLBACK_TOKEN) and no rate limit: a refused report is a lost
+    # status.
     router.add_post(CALLBACK_PATH, with_json_errors(json_api.update_task_status), name="callback")
     router.add_get("/healthz", with_json_errors(json_api.healthz), name="healthz")
+    router.add_get("/metrics", scrape(metrics), name="metrics")
     # ?v=<hash> on every static URL: an open tab picks up a changed app.js at its next reload.
     router.add_static("/static/", HERE / "static", name="static", append_version=True)
-    app.add_subapp("/api/", create_json_api())
+    app.add_subapp("/api/", create_json_api(guarded, limited))
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        middlewares=[security_headers, page_errors, allowed_origins(settings.allowed_host_names)],
-        client_max_size=MAX_BODY,
-    )
+    store = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
+    publisher = Publisher(settings)
+    board = WorkerBoard()
+    events = TaskEvents(board, settings.live_stream_limit)
+    metrics = Metrics(events, publisher, SHOWN_QUEUES)
+    # Filled by setup_routes: the routes API_TOKEN guards and RATE_LIMIT counts.
+    guarded, limited = GuardedRoutes(), set[AbstractRoute]()
+    middlewares = [
+        # Outermost: every answer counted, the 403, 429 and 401 below included.
+        count_requests(metrics),
+        security_headers,
+        page_errors,
+        allowed_origins(settings.allowed_host_names),
+    ]
+    # Each only when its setting is set: unset, the API behaves as the course's.
+    if (rate := settings.rate_limit_parts) is not None:
+        # Before the token check: a client guessing the token is slowed down as well.
+        middlewares.append(rate_limit(*rate, limited))
+    if settings.api_token:
+        middlewares.append(require_credentials(settings.api_token, guarded))
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[settings_key] = settings
-    app[store_key] = store = TaskStore(
-        TaskNumbers(settings.task_counter_path), settings.task_store_limit
-    )
-    app[publisher_key] = publisher = Publisher(settings)
+    app[store_key] = store
+    app[publisher_key] = publisher
     # Celery's client learns that the broker is gone only by hanging; the publisher's connection
     # to the same broker notices at once, so the Celery client asks it first.
     app[celery_key] = celery = CeleryClient(
@@ -130,12 +177,14 @@ def create_app(settings: Settings) -> web.Application:
     app[dispatcher_key] = dispatcher = Dispatcher(store, publisher, celery)
     app[management_key] = management = ManagementClient(settings)
     app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
-    app[workers_key] = board = WorkerBoard()
-    app[events_key] = events = TaskEvents(board, settings.live_stream_limit)
+    app[workers_key] = board
+    app[events_key] = events
     # The live page learns of every change from the store itself, whoever made it.
     store.add_listener(events.publish)
     store.add_listener(board.update)
     store.add_discard_listener(events.discarded)
+    store.add_finish_listener(metrics.finished)
+    dispatcher.add_accept_listener(metrics.accepted)
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -145,5 +194,5 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.extend([store_ctx, publisher_ctx, celery_ctx, management_ctx])
     app.on_shutdown.append(end_live_streams)
-    setup_routes(app)
+    setup_routes(app, metrics, guarded, limited)
     return app

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 
 import aiorwlock
 
@@ -54,6 +55,16 @@ class Dispatcher:
         # removed, never one created or sent while it ran. fast: an uncontended lock is taken
         # without a pass through the event loop, on every accepted request.
         self._sending = {method: aiorwlock.RWLock(fast=True) for method in Method}
+        self._accept_listeners: list[Callable[[list[Task]], None]] = []
+
+    def add_accept_listener(self, listener: Callable[[list[Task]], None]) -> None:
+        """Call ``listener(tasks)`` with the tasks the broker took, after each submit: the
+        metrics count them."""
+        self._accept_listeners.append(listener)
+
+    def _accepted(self, tasks: list[Task]) -> None:
+        for listener in self._accept_listeners:
+            listener(tasks)
 
     async def submit(self, request: TaskRequest) -> list[Task]:
         """Create ``request.count`` tasks and send them all; the tasks as they were accepted.
@@ -98,6 +109,7 @@ class Dispatcher:
         # A bug (anything but BrokerUnavailable) propagates as it is: the middleware logs it.
         sent_flags = await asyncio.gather(*map(send, accepted))
         if not failures:
+            self._accepted(accepted)
             return accepted
         sent = []
         for task, was_sent in zip(accepted, sent_flags, strict=True):
@@ -107,6 +119,7 @@ class Dispatcher:
                 # Not in any queue, so no worker will ever report on it: forget it rather than
                 # show a task stuck in PENDING forever.
                 self._store.discard(task.task_num)
+        self._accepted(sent)
         first, exc = failures[0]
         log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
                     first.task_num, request.method, exc, request.count - len(sent), request.count)
@@ -161,6 +174,7 @@ class Dispatcher:
         for task in accepted:
             task.celery_id = celery_ids[task.task_num]
             self._store.set_celery_id(task.task_num, task.celery_id)
+        self._accepted(accepted)
         return workflow_id, accepted
 
     async def purge(self, method: Method) -> tuple[int, int]:

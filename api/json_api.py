@@ -8,13 +8,13 @@ store, a lost broker, an unknown item) the answer it describes.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 
 from aiohttp import web
 
 from api import catalogue
 from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key, store_key
+from api.auth import bearer_matches
 from api.errors import json_error
 from api.model import Method
 from api.store import TransitionNotAllowed, UnknownTask
@@ -98,13 +98,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 def _check_token(request: web.Request) -> None:
     token = request.config_dict[settings_key].callback_token
-    if not token:
-        return
-    # aiohttp keeps bytes that are not UTF-8 as surrogates; surrogateescape gives them back, so
-    # a header of any bytes is compared (and refused) instead of failing to encode.
-    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-    # compare_digest takes the same time wherever the strings differ: no timing oracle.
-    if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+    if token and not bearer_matches(request, token):
         raise json_error(
             web.HTTPUnauthorized,
             "Authorization: a valid bearer token is required",

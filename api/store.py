@@ -104,6 +104,7 @@ class TaskStore:
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._listeners: list[Callable[[Task], None]] = []
         self._discard_listeners: list[Callable[[int], None]] = []
+        self._finish_listeners: list[Callable[[Task], None]] = []
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -118,6 +119,10 @@ class TaskStore:
     def add_discard_listener(self, listener: Callable[[int], None]) -> None:
         """Call ``listener(task_num)`` when an unsent task is discarded: the page drops its row."""
         self._discard_listeners.append(listener)
+
+    def add_finish_listener(self, listener: Callable[[Task], None]) -> None:
+        """Call ``listener(task)`` once when a task becomes DONE or ERROR: the metrics count it."""
+        self._finish_listeners.append(listener)
 
     def _changed(self, task: Task) -> None:
         for listener in self._listeners:
@@ -204,16 +209,24 @@ class TaskStore:
             task.max_attempts = report.max_attempts
         task.next_try_at = report.next_try_at  # set while a retry waits, cleared by any other
         self._changed(task)
+        if report.status.is_final:
+            self._ended(task)
         if workflows.is_failure(task):
             for blocked, note in workflows.blocked_by(task, self.workflow(task.workflow_id)):
                 blocked.status, blocked.note = TaskStatus.ERROR, note
                 self._finish(blocked, now)
                 self._changed(blocked)
+                self._ended(blocked)
         return task
 
     def _finish(self, task: Task, now: float) -> None:
         task.finished_at = now
         self._finished[task.task_num] = None  # may make room for a new task from now on
+
+    def _ended(self, task: Task) -> None:
+        """Tell the finish listeners; called once a task's final status is set."""
+        for listener in self._finish_listeners:
+            listener(task)
 
     def workflow(self, workflow_id: str) -> list[Task]:
         """The tasks of one Celery workflow, in the order they were created."""

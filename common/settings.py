@@ -47,6 +47,12 @@ class Settings:
     api_port: int = _env("API_PORT", default=8080)
     # Empty means callbacks are open, as in the course; set it to require a bearer token.
     callback_token: str = _env("CALLBACK_TOKEN", default="", repr=False)
+    # Empty means the API is open, as in the course. Set, every state-changing request, the live
+    # stream and the page need it: "Authorization: Bearer <API_TOKEN>", or the page's login.
+    api_token: str = _env("API_TOKEN", default="", repr=False)
+    # Requests per client on the state-changing endpoints, like "30/minute" or "5/second" (see
+    # rate_limit_parts); empty means no limit, as in the course.
+    rate_limit: str = _env("RATE_LIMIT", default="")
     # Management HTTP API: read by the API for the queues panel; credentials come from rmq_url.
     # Several nodes' URLs separated by ";": the panel asks the next when one does not answer.
     rmq_management_url: str = _env("RMQ_MANAGEMENT_URL", default="http://localhost:15672/")
@@ -143,6 +149,8 @@ class Settings:
                     "ALLOWED_HOSTS must be host names or addresses separated by commas, without"
                     f" scheme or port (like localhost,192.168.1.10), got {name.strip()!r}"
                 )
+        if self.rate_limit:
+            _ = self.rate_limit_parts  # raises SettingsError naming RATE_LIMIT
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -150,6 +158,25 @@ class Settings:
     def allowed_host_names(self) -> frozenset[str]:
         """ALLOWED_HOSTS as a browser's Origin names them: lower case, IPv6 without brackets."""
         return frozenset(name.strip().lower().strip("[]") for name in self.allowed_hosts.split(","))
+
+    @property
+    def rate_limit_parts(self) -> tuple[int, str] | None:
+        """RATE_LIMIT as (requests, period), the period one of RATE_PERIODS; None when unset."""
+        if not self.rate_limit:
+            return None
+        match = _RATE.fullmatch(self.rate_limit.strip())
+        if match is None:
+            raise SettingsError(
+                "RATE_LIMIT must be requests per period, like 30/minute or 5/second (periods:"
+                f" {', '.join(RATE_PERIODS)}), got {self.rate_limit!r}"
+            )
+        requests = int(match["requests"])
+        if not 1 <= requests <= MAX_RATE:
+            raise SettingsError(
+                f"RATE_LIMIT must allow between 1 and {MAX_RATE} requests per period,"
+                f" got {requests}"
+            )
+        return requests, match["period"]
 
     @property
     def rmq_urls(self) -> tuple[str, ...]:
@@ -207,6 +234,11 @@ def _login(url: str) -> tuple[str, str, str]:
 
 # A DNS name or IPv4 address, or an IPv6 address in brackets: what a URL has between // and :port.
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+RATE_PERIODS = ("second", "minute", "hour", "day")
+# The in-memory limiter keeps one timestamp per request in the window for each client: a bound
+# on that memory. A limit near it is no limit for a demo anyway.
+MAX_RATE = 100_000
+_RATE = re.compile(rf"(?P<requests>[0-9]+)\s*/\s*(?P<period>{'|'.join(RATE_PERIODS)})")
 _HTTP_URLS = (
     "callback_url", "rmq_management_url", "rmq_management_public_url", "flower_public_url"
 )

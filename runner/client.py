@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 class ApiClient:
     """One demo's JSON API; ``service`` is the api process behind it when the runner started it."""
 
-    def __init__(self, base_url: str, service: Service | None = None) -> None:
+    def __init__(self, base_url: str, service: Service | None = None, token: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.service = service
+        if token:  # the API's API_TOKEN: sent on every request, as a script would
+            self.session.headers["Authorization"] = f"Bearer {token}"
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

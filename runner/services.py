@@ -145,7 +145,7 @@ class Services:
 
     def start_api(self, settings: Settings) -> ApiClient:
         service = self.start("api", settings)
-        client = ApiClient(f"http://127.0.0.1:{settings.api_port}", service)
+        client = ApiClient(f"http://127.0.0.1:{settings.api_port}", service, settings.api_token)
 
         def ready() -> bool:
             assert service.alive(), service.log()

@@ -83,3 +83,16 @@ async def test_a_bug_is_not_taken_for_the_broker(tmp_path) -> None:
 
     with pytest.raises(KeyError):
         await tasks_of.submit(TaskRequest(Method.RMQ, timeout=0, count=3))
+
+
+async def test_accept_listeners_hear_only_the_tasks_the_broker_took(tmp_path) -> None:
+    tasks_of, _ = dispatcher(tmp_path, FakeBroker(refuse_from=3))
+    heard: list[list[int]] = []
+    tasks_of.add_accept_listener(lambda tasks: heard.append([task.task_num for task in tasks]))
+
+    await tasks_of.submit(TaskRequest(Method.RMQ, timeout=0, count=2))
+    with pytest.raises(DispatchFailed) as failed:
+        await tasks_of.submit(TaskRequest(Method.RMQ, timeout=0, count=5))
+
+    assert heard == [[1, 2], [task.task_num for task in failed.value.sent]]
+    assert heard[1] == [3]

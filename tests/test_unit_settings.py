@@ -16,6 +16,8 @@ CUSTOM_ENV = {
     "API_HOST": "127.0.0.1",
     "API_PORT": "9090",
     "CALLBACK_TOKEN": "token-for-callbacks",
+    "API_TOKEN": "token-for-scripts-and-the-page",
+    "RATE_LIMIT": "30/minute",
     "RMQ_MANAGEMENT_URL": "https://broker.example:15671/",
     "RMQ_MANAGEMENT_PUBLIC_URL": "https://public.example/rabbit/",
     "TASK_COUNTER_PATH": "/var/lib/demo/counter",
@@ -34,6 +36,8 @@ CUSTOM_VALUES = {
     "api_host": "127.0.0.1",
     "api_port": 9090,
     "callback_token": "token-for-callbacks",
+    "api_token": "token-for-scripts-and-the-page",
+    "rate_limit": "30/minute",
     "rmq_management_url": "https://broker.example:15671/",
     "rmq_management_public_url": "https://public.example/rabbit/",
     "task_counter_path": "/var/lib/demo/counter",
@@ -57,6 +61,9 @@ def test_empty_environment_gives_the_localhost_defaults() -> None:
     assert settings.api_host == "0.0.0.0"
     assert settings.api_port == 8080
     assert settings.callback_token == ""
+    assert settings.api_token == ""
+    assert settings.rate_limit == ""
+    assert settings.rate_limit_parts is None
     assert settings.rmq_management_url == "http://localhost:15672/"
     assert settings.rmq_management_public_url == "http://localhost:15672/"
     assert settings.task_counter_path == ".state/task_counter"
@@ -334,6 +341,39 @@ def test_callback_token_is_not_in_repr() -> None:
     assert settings.callback_token == "very-secret-token-1234"
     assert "very-secret-token-1234" not in repr(settings)
     assert "very-secret-token-1234" not in str(settings)
+
+
+def test_api_token_is_not_in_repr() -> None:
+    settings = Settings.from_env({"API_TOKEN": "very-secret-api-token-5678"})
+
+    assert settings.api_token == "very-secret-api-token-5678"
+    assert "very-secret-api-token-5678" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "parts"),
+    [
+        ("30/minute", (30, "minute")),
+        ("5/second", (5, "second")),
+        ("1/hour", (1, "hour")),
+        ("1000/day", (1000, "day")),
+        (" 10 / second ", (10, "second")),
+        ("100000/second", (100_000, "second")),
+    ],
+)
+def test_rate_limit_is_read_as_requests_per_period(raw: str, parts: tuple[int, str]) -> None:
+    assert Settings.from_env({"RATE_LIMIT": raw}).rate_limit_parts == parts
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["30", "minute", "30/min", "30/minutes", "30/Minute", "30 per minute", "0/second",
+     "-1/second", "1.5/second", "100001/second", "30/minute;100/hour", "/second", "3O/second",
+     "٣/second"],
+)
+def test_bad_rate_limit_is_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="RATE_LIMIT"):
+        Settings.from_env({"RATE_LIMIT": raw})
 
 
 def test_settings_are_frozen() -> None:

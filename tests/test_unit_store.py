@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method, StatusReport, Task
+from api.model import Method, Role, StatusReport, Task, WorkflowKind
 from api.store import (
     StoreFull,
     TaskNumbers,
@@ -528,3 +528,23 @@ def test_redeliveries_are_counted_and_told_to_listeners(tmp_path: Path) -> None:
 
     assert (task.status, task.worker_id, task.redeliveries) == (TaskStatus.DONE, "w2", 2)
     assert changes == [2]
+
+
+def test_finish_listeners_hear_each_task_once_as_it_ends(tmp_path: Path) -> None:
+    store = new_store(tmp_path)
+    ended: list[tuple[int, TaskStatus]] = []
+    store.add_finish_listener(lambda task: ended.append((task.task_num, task.status)))
+    done = store.create(Method.RMQ, 1, fail=False)
+    store.update_status(StatusReport(done.task_num, TaskStatus.IN_PROGRESS, "w"))
+    store.update_status(StatusReport(done.task_num, TaskStatus.DONE, "w"))
+    # A late or redelivered report of a finished task changes nothing and is not counted again.
+    with pytest.raises(TransitionNotAllowed):
+        store.update_status(StatusReport(done.task_num, TaskStatus.DONE, "w", redelivered=True))
+    # A chain's failed member ends the members after it too: each one is heard.
+    first, second = (store.create(Method.CELERY, 1, workflow_id="wf",
+                                  workflow_kind=WorkflowKind.CHAIN, role=Role.MEMBER)
+                     for _ in range(2))
+    store.update_status(StatusReport(first.task_num, TaskStatus.ERROR, "w"))
+
+    assert ended == [(done.task_num, TaskStatus.DONE), (first.task_num, TaskStatus.ERROR),
+                     (second.task_num, TaskStatus.ERROR)]
