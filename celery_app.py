@@ -21,6 +21,11 @@ from kombu.transport.native_delayed_delivery import (
 from common import topology
 from common.settings import URL_SEPARATOR, Settings
 
+# Kombu's retries of a broker operation, for opening a channel and for the API's publishes alike:
+# about 1.5 s in all (kombu's default is 6 s for a channel), so that the API answers 503 quickly
+# while the broker is down; four tries, one more than a three-node cluster has nodes.
+RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
 
 def create_celery_app(settings: Settings) -> Celery:
     # RMQ_URL may list a cluster's nodes separated by ";": Celery's own failover syntax, so the
@@ -58,13 +63,9 @@ def create_celery_app(settings: Settings) -> Celery:
             # Wait for the broker's confirm on every publish: a 202 from the API means the
             # broker has the task, even if it goes down a moment later.
             "confirm_publish": True,
-            # Opening a channel retries about 1.5 s, not kombu's default 6 s, so that the API
-            # answers 503 quickly while the broker is down. The worker's own reconnect loop
-            # (broker_connection_max_retries) is not affected.
-            "max_retries": 3,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 1,
+            # Opening a channel. The worker's own reconnect loop (broker_connection_max_retries)
+            # is not affected.
+            **RETRY_POLICY,
         },
         broker_connection_retry_on_startup=True,
         # Tasks running when the broker connection drops are redelivered anyway (acks_late):

@@ -26,16 +26,17 @@ from kombu.exceptions import OperationalError
 
 from api.errors import BrokerUnavailable, describe
 from api.model import WorkflowKind
+from celery_app import RETRY_POLICY
 from common import topology
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
 
-# Bounded broker retries: with the broker down, a request fails in about two seconds, not hangs.
-PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
-# ...except where Celery ignores them: after a connection broke, the rpc:// backend re-declares
-# its reply queue with unbounded retries (celery/celery#6911). Past this, the client gets a 503;
-# if that send completes once the broker is back, the worker finds the task unknown and skips it.
+# Publishes retry as celery_app.RETRY_POLICY says: with the broker down, a request fails in
+# about two seconds, not hangs. Except where Celery ignores it: after a connection broke, the
+# rpc:// backend re-declares its reply queue with unbounded retries (celery/celery#6911). Past
+# this, the client gets a 503; if that send completes once the broker is back, the worker finds
+# the task unknown and skips it.
 SEND_TIMEOUT = 5.0
 STATE_PASSES = 10  # up to 10,000 waiting results
 STATE_TIMEOUT = 2.0
@@ -74,7 +75,7 @@ class CeleryClient:
             topology.PROCESS_TASK,
             kwargs=message.to_dict(),
             retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
+            retry_policy=RETRY_POLICY,
             event_dispatcher=self._event_dispatcher(),
         )
         # Only the id leaves this thread: a dropped AsyncResult takes the result backend's lock
@@ -122,7 +123,7 @@ class CeleryClient:
             # The body gets the list of the members' results as its first argument.
             body = self._signature(topology.SUMMARY_TASK, ids[summary], {"task_num": summary})
             canvas = chord(signatures, body)
-        canvas.apply_async(retry=True, retry_policy=PUBLISH_RETRY_POLICY)
+        canvas.apply_async(retry=True, retry_policy=RETRY_POLICY)
         return ids
 
     def _signature(self, name: str, task_id: str, kwargs: dict, **options) -> Signature:

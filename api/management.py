@@ -7,7 +7,6 @@ short timeouts: a slow or absent management plugin must not hold the page up.
 
 from __future__ import annotations
 
-import collections
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 
 from api.errors import describe
+from common.node_ring import NodeRing
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ManagementUnavailable(RuntimeError):
 class ManagementClient:
     def __init__(self, settings: Settings) -> None:
         # One node's, or each node's of a cluster: any of them answers for the whole cluster.
-        self._base_urls = collections.deque(
+        self._base_urls = NodeRing(
             url.rstrip("/") + "/api" for url in settings.rmq_management_urls
         )
         # "/" is a valid vhost name, and the default: in a URL path it must read %2F.
@@ -81,22 +81,25 @@ class ManagementClient:
         """The decoded JSON answer, or None for 404; raises ManagementUnavailable otherwise.
 
         A node that does not answer at all is skipped for the next; the one that answered is
-        asked first from then on.
+        asked first from then on. One request tries each node once and never pauses: the
+        panels' next poll is the pause.
         """
         if self._session is None:
             raise ManagementUnavailable("the client is not open")
         for _ in range(len(self._base_urls)):
             try:
-                result = await _ask(self._session, method, self._base_urls[0] + path, **kwargs)
+                result = await _ask(self._session, method, self._base_urls.current + path,
+                                    **kwargs)
             except ManagementUnavailable as exc:
                 self._note_failure(str(exc))
                 raise
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self._note_failure(describe(exc))
-                self._base_urls.rotate(-1)
+                self._base_urls.failed()
                 continue
+            self._base_urls.answered()
             if self._last_error is not None:
-                log.info("management API at %s answers again", self._base_urls[0])
+                log.info("management API at %s answers again", self._base_urls.current)
                 self._last_error = None
             return result
         raise ManagementUnavailable(self._last_error)
@@ -104,7 +107,7 @@ class ManagementClient:
     def _note_failure(self, reason: str) -> None:
         # Every open page polls every two seconds: log when it breaks, not at every poll.
         if self._last_error is None:
-            log.warning("management API at %s unavailable: %s", self._base_urls[0], reason)
+            log.warning("management API at %s unavailable: %s", self._base_urls.current, reason)
         self._last_error = reason
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from api.errors import BrokerUnavailable, describe
 from common import topology
 from common.messages import TaskMessage
+from common.node_ring import NodeRing
 from common.settings import Settings, address, mask_password
 
 log = logging.getLogger(__name__)
@@ -28,8 +28,6 @@ PUBLISH_TIMEOUT = 5.0
 # How long a publish waits for a reconnecting broker before the client gets a 503.
 CONNECT_WAIT = 2.0
 CONNECT_TIMEOUT = 5.0
-RECONNECT_DELAY_MIN = 0.5
-RECONNECT_DELAY_MAX = 10.0
 # What connecting to a node that is down or refuses us may raise.
 CONNECT_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError)
 # What a call on a lost or closing connection may raise: each becomes BrokerUnavailable.
@@ -66,33 +64,28 @@ class Publisher:
         """Connect to the first node that answers; when that connection is lost, to the next.
 
         aio-pika's robust connection only ever returns to its own URL. This loop walks the
-        nodes RMQ_URL lists, so losing one node of a cluster leaves the API publishing; with
-        one URL it simply reconnects there. Only a round in which every node failed waits,
-        with a backoff capped at RECONNECT_DELAY_MAX.
+        nodes RMQ_URL lists (common.node_ring), so losing one node of a cluster leaves the API
+        publishing; with one URL it simply reconnects there.
         """
-        urls = self._settings.rmq_urls
-        delay = RECONNECT_DELAY_MIN
-        failures = 0
-        for url in itertools.cycle(urls):
-            if self._closing.is_set():
-                return
+        nodes = NodeRing(self._settings.rmq_urls)
+        while not self._closing.is_set():
+            url = nodes.current
             try:
                 connection = await self._connect(url)
             except CONNECT_ERRORS as exc:
-                failures += 1
-                round_failed = failures % len(urls) == 0
+                pause = nodes.failed()
                 log.warning("broker %s not reachable (%s), %s", mask_password(url),
                             describe(exc),
-                            f"retrying in {delay:.1f} s" if round_failed else "trying the next")
-                if round_failed:
-                    await self._sleep_unless_closing(delay)
-                    delay = min(delay * 2, RECONNECT_DELAY_MAX)
+                            f"retrying in {pause:.1f} s" if pause else "trying the next")
+                if pause:
+                    await self._sleep_unless_closing(pause)
                 continue
-            delay, failures = RECONNECT_DELAY_MIN, 0
+            nodes.answered()
             await self._until_lost(connection)
+            nodes.lost()
             if not self._closing.is_set():
                 log.warning("lost the connection to %s, connecting again%s", mask_password(url),
-                            " to the next node" if len(urls) > 1 else "")
+                            " to the next node" if len(nodes) > 1 else "")
 
     async def _connect(self, url: str) -> AbstractConnection:
         """Connect to ``url`` and declare the exchanges, queues and bindings there."""

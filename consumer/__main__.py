@@ -13,7 +13,7 @@ def main() -> None:
     settings = Settings.from_env()
     configure_logging(settings)
     # pika logs every connection attempt at INFO, and a refused one as a screenful of ERRORs;
-    # our own line ("broker unavailable ..., reconnecting in N s") already says what happens.
+    # our own line ("broker unavailable at ..., retrying in N s") already says what happens.
     logging.getLogger("pika").setLevel(logging.WARNING)
     logging.getLogger("pika.adapters").setLevel(logging.CRITICAL)
     reporter = StatusReporter(settings, make_worker_id("consumer"))

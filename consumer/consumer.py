@@ -8,7 +8,6 @@ thread with ``add_callback_threadsafe``. A task of any length keeps its connecti
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import enum
 import logging
@@ -23,14 +22,12 @@ from pika.spec import Basic, BasicProperties
 from callback_client import Outcome, StatusReporter
 from common import topology
 from common.messages import InvalidField, TaskMessage
+from common.node_ring import NodeRing
 from common.settings import Settings
 from common.statuses import TaskStatus
 from task_lifecycle import REFUSED_PAUSE, Ending, run_task
 
 log = logging.getLogger(__name__)
-
-RECONNECT_DELAY_MIN = 1.0
-RECONNECT_DELAY_MAX = 10.0
 
 
 class Verdict(enum.Enum):
@@ -56,10 +53,8 @@ class Consumer:
         self._settings = settings
         self._reporter = reporter
         self._stopping = threading.Event()
-        self._retry_delay = RECONNECT_DELAY_MIN
         self._connection: pika.BlockingConnection | None = None
-        # The nodes to try, in order; the one connected to (or tried last) heads the list.
-        self._nodes = collections.deque(pika.URLParameters(url) for url in settings.rmq_urls)
+        self._nodes = NodeRing(pika.URLParameters(url) for url in settings.rmq_urls)
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=topology.PREFETCH_COUNT, thread_name_prefix="task"
@@ -70,58 +65,64 @@ class Consumer:
         return self._reporter.worker_id
 
     def run(self) -> None:
-        """Consume until :meth:`stop`, reconnecting with capped backoff when the broker goes away."""
+        """Consume until :meth:`stop`. A node that refuses or drops the connection gives way to
+        the next (common.node_ring: a pause only once every node failed in a row)."""
         while not self._stopping.is_set():
+            node = self._nodes.current
             try:
-                self._consume()
+                channel = self._open(node)
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+                pause = self._nodes.failed()
+                # A channel error is the broker refusing our topology, not an outage.
+                level = (logging.ERROR if isinstance(exc, pika.exceptions.AMQPChannelError)
+                         else logging.WARNING)
+                log.log(level, "broker unavailable at %s:%s (%r), %s, worker=%s", node.host,
+                        node.port, exc, f"retrying in {pause:.1f} s" if pause else
+                        "trying the next node", self.worker_id)
+                if self._stopping.wait(pause):
+                    break
+                continue
+            self._nodes.answered()
+            log.info("consuming %s from %s:%s, worker=%s",
+                     topology.QUEUE, node.host, node.port, self.worker_id)
+            pause = 0.0
+            try:
+                channel.start_consuming()
             except pika.exceptions.AMQPConnectionError as exc:
-                log.warning("broker unavailable (%r), reconnecting in %.0f s, worker=%s",
-                            exc, self._retry_delay, self.worker_id)
+                log.warning("broker unavailable: lost %s:%s (%r), connecting again, worker=%s",
+                            node.host, node.port, exc, self.worker_id)
+                self._nodes.lost()
             except pika.exceptions.AMQPChannelError as exc:
-                log.error("channel closed by the broker (%r), reconnecting in %.0f s, worker=%s",
-                          exc, self._retry_delay, self.worker_id)
-            if self._stopping.wait(self._retry_delay):
-                break
-            self._retry_delay = min(self._retry_delay * 2, RECONNECT_DELAY_MAX)
+                log.error("channel closed by the broker (%r), connecting again, worker=%s",
+                          exc, self.worker_id)
+                # Counted as a failure: a channel the broker keeps closing must not spin.
+                pause = self._nodes.failed()
+            finally:
+                self._close()
+            self._stopping.wait(pause)
         self._pool.shutdown(wait=False, cancel_futures=True)
         log.info("consumer stopped, worker=%s", self.worker_id)
 
-    def _consume(self) -> None:
-        self._connection = connection = self._connect()
-        node = self._nodes[0]
-        # Connected: the next outage starts its backoff from the beginning again.
-        self._retry_delay = RECONNECT_DELAY_MIN
+    def _open(self, node: pika.URLParameters) -> BlockingChannel:
+        """A connection to ``node`` with the topology declared and consuming set up."""
+        self._connection = connection = pika.BlockingConnection(node)
         try:
             self._channel = channel = connection.channel()
             declare_topology(channel, self._settings.rmq_queue_type)
             # At most 3 unacked messages at a time: the broker gives the rest to other consumers.
             channel.basic_qos(prefetch_count=topology.PREFETCH_COUNT)
             channel.basic_consume(topology.QUEUE, self._on_message)
-            log.info("consuming %s from %s:%s, worker=%s",
-                     topology.QUEUE, node.host, node.port, self.worker_id)
-            channel.start_consuming()
-        finally:
-            # Unacked messages go back to the queue when the connection closes: none is lost.
-            if connection.is_open:
-                connection.close()
-            self._connection = self._channel = None
-            # Whatever ended this connection, the next attempt starts with another node.
-            self._nodes.rotate(-1)
+        except BaseException:
+            self._close()
+            raise
+        return channel
 
-    def _connect(self) -> pika.BlockingConnection:
-        """A connection to the first node that answers, which then heads the list.
-
-        When none answers, the last node's error is raised.
-        """
-        for _ in range(len(self._nodes) - 1):
-            node = self._nodes[0]
-            try:
-                return pika.BlockingConnection(node)
-            except pika.exceptions.AMQPConnectionError as exc:
-                log.info("node %s:%s unavailable (%r), trying the next, worker=%s",
-                         node.host, node.port, exc, self.worker_id)
-                self._nodes.rotate(-1)
-        return pika.BlockingConnection(self._nodes[0])
+    def _close(self) -> None:
+        connection = self._connection
+        # Unacked messages go back to the queue when the connection closes: none is lost.
+        if connection is not None and connection.is_open:
+            connection.close()
+        self._connection = self._channel = None
 
     def stop(self) -> None:
         """Stop consuming; safe to call from a signal handler or another thread."""
