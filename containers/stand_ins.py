@@ -84,10 +84,14 @@ def build_base(release: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f"rmq-demo-{release}-") as tmp:
         root = Path(tmp) / "root"
         log.info("debootstrap %s (about a minute and a half)", release)
-        subprocess.run(
+        result = subprocess.run(
             ["debootstrap", "--variant=minbase", release, str(root), DEBIAN_MIRROR],
-            check=True, capture_output=True, timeout=900,
+            capture_output=True, text=True, timeout=900,
         )
+        if result.returncode != 0:
+            # debootstrap says why (an unreachable mirror, an unknown release) in its last lines.
+            raise RuntimeError(f"debootstrap {release} failed:\n"
+                               + "\n".join((result.stdout + result.stderr).splitlines()[-10:]))
         # As in Docker's Debian images: package scripts never start services during a build.
         policy = root / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\nexit 101\n")
