@@ -1,4 +1,5 @@
-"""What Linux's /proc tells about a process: its state, CPU time and memory (tests and bench)."""
+"""What Linux's /proc tells about a process: its state, children, CPU time and memory (tests and
+bench)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def stat_fields(pid: int) -> list[str]:
 def state(pid: int) -> str:
     """"R", "S", "Z" (exited, not yet reaped by its parent) ...; FileNotFoundError once gone."""
     return stat_fields(pid)[0]
+
+
+def children(pid: int) -> list[int]:
+    """The pids of the process's children (those of its main thread)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from common.settings import Settings
 from containers import engine
+from runner import proc
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.procfile import ROOT
@@ -33,8 +34,10 @@ PORT_VARIABLES = (
     "RMQ_1_MANAGEMENT_HOST_PORT", "RMQ_2_MANAGEMENT_HOST_PORT", "RMQ_3_MANAGEMENT_HOST_PORT",
     "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT",
 )
-# The course's credentials, as the compose file's defaults and rmq/definitions.json have them.
-COURSE_USER, COURSE_PASSWORD = "student", "qwerty"
+# The course's credentials: the default RMQ_URL's, which the compose file's defaults and
+# rmq/definitions.json share.
+_DEFAULTS = Settings()
+COURSE_USER, COURSE_PASSWORD = _DEFAULTS.rmq_user, _DEFAULTS.rmq_password
 
 
 def _service_variables() -> set[str]:
@@ -99,9 +102,9 @@ class Stack:
         """The host pid of the service's own process in ``container``: the child of its init
         (``init: true`` makes PID 1 an init that only forwards signals and reaps)."""
         init_pid = int(engine.podman("inspect", "--format", "{{.State.Pid}}", container).stdout)
-        children = Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()
+        children = proc.children(init_pid)
         assert len(children) == 1, f"{container}: init {init_pid} has children {children}"
-        return int(children[0])
+        return children[0]
 
     def kill_process(self, container: str) -> int:
         """SIGKILL the service's process, as a crash would: the container's restart policy, not
@@ -112,7 +115,8 @@ class Stack:
         return pid
 
     def disconnect(self, network: str, container: str) -> None:
-        """Cut ``container`` off ``network``: a partition, as a pulled cable would make it."""
+        """Cut ``container`` off ``network``: a partition. Harsher than a pulled cable: Podman
+        gives it a new address when it comes back, so its old connections fall silent."""
         engine.podman("network", "disconnect", network, container)
         log.info("%s disconnected from %s", container, network)
 
