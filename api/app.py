@@ -42,7 +42,7 @@ from api.publisher import Publisher
 from api.rate_limit import rate_limit
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
-from celery_app import create_celery_app
+from celery_config import create_celery_app
 from common.settings import Settings
 from common.statuses import CALLBACK_PATH
 

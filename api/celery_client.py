@@ -26,13 +26,13 @@ from kombu.exceptions import OperationalError
 
 from api.errors import BrokerUnavailable, describe
 from api.model import WorkflowKind
-from celery_app import RETRY_POLICY
+from celery_config import RETRY_POLICY
 from common import topology
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
 
-# Publishes retry as celery_app.RETRY_POLICY says: with the broker down, a request fails in
+# Publishes retry as celery_config.RETRY_POLICY says: with the broker down, a request fails in
 # about two seconds, not hangs. Except where Celery ignores it: after a connection broke, the
 # rpc:// backend re-declares its reply queue with unbounded retries (celery/celery#6911). Past
 # this, the client gets a 503; if that send completes once the broker is back, the worker finds
@@ -79,7 +79,7 @@ class CeleryClient:
             event_dispatcher=self._event_dispatcher(),
         )
         # Only the id leaves this thread: a dropped AsyncResult takes the result backend's lock
-        # (celery_app.SubscribeOnGetRedisBackend: nothing to unsubscribe from, as nobody waited),
+        # (celery_config.SubscribeOnGetRedisBackend: nothing to unsubscribe from, as nobody waited),
         # which belongs here, not on the event loop.
         return result.id
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from celery_app import create_celery_app
+from celery_config import create_celery_app
 from common import topology
 from common.settings import Settings
 from runner.client import ApiClient

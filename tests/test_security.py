@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from api.app import create_app
-from celery_app import create_celery_app
+from celery_config import create_celery_app
 from common import topology
 from runner.polling import wait_for
 from task_lifecycle import REFUSED_PAUSE

@@ -20,7 +20,7 @@ def test_importing_the_api_reads_no_settings_and_loads_no_worker_code() -> None:
     # A broken RMQ_URL would fail any Settings.from_env(): importing must not call it.
     result = run_python(
         "import sys, api.app, api.__main__\n"
-        "loaded = {'celery_tasks', 'callback_client', 'task_lifecycle', 'consumer'} & set(sys.modules)\n"
+        "loaded = {'celery_app', 'celery_tasks', 'callback_client', 'task_lifecycle', 'consumer'} & set(sys.modules)\n"
         "assert not loaded, loaded\n",
         RMQ_URL="not a url",
     )
