@@ -84,10 +84,8 @@ def run_task(
         log.info("task %s: done, but the API refused the report; back to the queue, worker=%s",
                  task_num, worker_id)
         return Ending.UNAUTHORIZED
-    if done is Outcome.ALREADY_FINAL:
-        # Another delivery of the same message finished first (at least once), or this very
-        # report was recorded and its retry, after a lost answer, heard 409.
-        log.info("task %s: done, DONE already recorded, worker=%s", task_num, worker_id)
-        return Ending.DONE
-    log.info("task %s: done, worker=%s", task_num, worker_id)
+    # ALREADY_FINAL: another delivery of the same message finished first (at least once), or
+    # this very report was recorded and its retry, after a lost answer, heard 409.
+    recorded = ", DONE already recorded" if done is Outcome.ALREADY_FINAL else ""
+    log.info("task %s: done%s, worker=%s", task_num, recorded, worker_id)
     return Ending.DONE

@@ -106,9 +106,6 @@ class TaskStore:
         self._discard_listeners: list[Callable[[int], None]] = []
         self._finish_listeners: list[Callable[[Task], None]] = []
 
-    def __len__(self) -> int:
-        return len(self._tasks)
-
     def close(self) -> None:
         self._numbers.close()
 

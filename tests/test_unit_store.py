@@ -24,6 +24,11 @@ from common.statuses import TaskStatus, can_transition
 fast = hypothesis.settings(database=None, deadline=None, derandomize=True)
 
 
+def stored(store: TaskStore) -> int:
+    """How many tasks the store holds."""
+    return len(store.recent(1_000_000))
+
+
 def new_store(directory: Path, limit: int = 100) -> TaskStore:
     return TaskStore(TaskNumbers(directory / "counter"), limit)
 
@@ -151,7 +156,7 @@ def test_create_makes_a_pending_task(tmp_path: Path) -> None:
     assert task.finished_at is None
     assert task.duration is None
     assert store.get(task.task_num) is task
-    assert len(store) == 1
+    assert stored(store) == 1
 
 
 def test_created_tasks_get_increasing_numbers(tmp_path: Path) -> None:
@@ -304,7 +309,7 @@ def test_eviction_past_the_limit_keeps_the_newest(tmp_path: Path) -> None:
 
     tasks = finished(store, 25)
 
-    assert len(store) == 10
+    assert stored(store) == 10
     assert [task.task_num for task in store.recent()] == list(range(25, 15, -1))
     for task in tasks[:15]:
         with pytest.raises(UnknownTask):
@@ -338,7 +343,7 @@ def test_an_unfinished_task_is_never_evicted(tmp_path: Path) -> None:
         store.create_many(3, Method.RMQ, 1, fail=False)
 
     assert "TASK_STORE_LIMIT" in str(refused.value) and refused.value.message_ru
-    assert len(store) == 10 and store.room() == 0
+    assert stored(store) == 10 and store.room() == 0
     assert store.update_status(StatusReport(running.task_num, TaskStatus.DONE, "w")) is running
     # Now one task is finished: exactly one new task fits, and it takes the finished one's place.
     [newcomer] = store.create_many(1, Method.RMQ, 1, fail=False)
@@ -355,7 +360,7 @@ def test_a_batch_gets_room_for_all_of_it_or_nothing(tmp_path: Path) -> None:
     with pytest.raises(StoreFull, match="room for 7 more tasks, 8 asked"):
         store.create_many(8, Method.RMQ, 1, fail=False)
 
-    assert len(store) == 7  # nothing was created
+    assert stored(store) == 7  # nothing was created
     assert len(store.create_many(7, Method.RMQ, 1, fail=False)) == 7
     assert store.room() == 0
 
@@ -405,7 +410,7 @@ def test_discard_forgets_a_task(tmp_path: Path) -> None:
 
     store.discard(dropped.task_num)
 
-    assert len(store) == 1
+    assert stored(store) == 1
     with pytest.raises(UnknownTask):
         store.get(dropped.task_num)
     assert store.recent() == [kept]
@@ -417,7 +422,7 @@ def test_discard_of_an_unknown_task_does_nothing(tmp_path: Path) -> None:
 
     store.discard(42)
 
-    assert len(store) == 1
+    assert stored(store) == 1
 
 
 def test_discarded_numbers_are_not_reused(tmp_path: Path) -> None:
