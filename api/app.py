@@ -11,24 +11,26 @@ import jinja2
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from api import auth, json_api, live, views
+from api import admin_api, auth, json_api, live, views
+from api.admin_api import SHOWN_QUEUES
 from api.app_keys import (
     celery_key,
+    connection_key,
     dead_letters_key,
     dispatcher_key,
     events_key,
     management_key,
-    publisher_key,
+    queues_key,
     settings_key,
     store_key,
     workers_key,
 )
 from api.auth import GuardedRoutes, require_credentials
 from api.celery_client import CeleryClient
+from api.connection import BrokerConnection
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
-from api.live import SHOWN_QUEUES
 from api.management import ManagementClient
 from api.metrics import Metrics, count_requests, scrape
 from api.middlewares import (
@@ -39,6 +41,7 @@ from api.middlewares import (
     with_json_errors,
 )
 from api.publisher import Publisher
+from api.queues import QueueAdmin
 from api.rate_limit import rate_limit
 from api.store import TaskNumbers, TaskStore
 from api.workers import WorkerBoard
@@ -55,11 +58,11 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[store_key].close()
 
 
-async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
-    publisher = app[publisher_key]
-    publisher.start()
+async def connection_ctx(app: web.Application) -> AsyncIterator[None]:
+    connection = app[connection_key]
+    connection.start()
     yield
-    await publisher.close()
+    await connection.close()
 
 
 async def celery_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,11 +106,11 @@ def create_json_api(guarded: GuardedRoutes, limited: set[AbstractRoute]) -> web.
     router.add_get("/sync-data", json_api.sync_data, name="sync_data")
     router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
     guarded.routes.add(router.add_get("/events", live.task_events, name="events"))
-    router.add_get("/queues", live.queues, name="queues")
-    changes_state(router.add_post("/queues/{queue}/purge", live.purge_queue, name="purge_queue"))
-    router.add_get("/dead-letters", live.list_dead_letters, name="dead_letters")
-    changes_state(router.add_post("/dead-letters/replay", live.replay_dead_letters, name="replay"))
-    changes_state(router.add_post("/dead-letters/purge", live.purge_dead_letters, name="purge"))
+    router.add_get("/queues", admin_api.queues, name="queues")
+    changes_state(router.add_post("/queues/{queue}/purge", admin_api.purge_queue, name="purge_queue"))
+    router.add_get("/dead-letters", admin_api.list_dead_letters, name="dead_letters")
+    changes_state(router.add_post("/dead-letters/replay", admin_api.replay_dead_letters, name="replay"))
+    changes_state(router.add_post("/dead-letters/purge", admin_api.purge_dead_letters, name="purge"))
     return api
 
 
@@ -146,10 +149,12 @@ def setup_routes(
 
 def create_app(settings: Settings) -> web.Application:
     store = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
-    publisher = Publisher(settings)
+    connection = BrokerConnection(settings)
+    publisher = Publisher(connection)
+    queues = QueueAdmin(connection)
     board = WorkerBoard()
     events = TaskEvents(board, settings.live_stream_limit)
-    metrics = Metrics(events, publisher, SHOWN_QUEUES)
+    metrics = Metrics(events, connection, queues, SHOWN_QUEUES)
     # Filled by setup_routes: the routes API_TOKEN guards and RATE_LIMIT counts.
     guarded, limited = GuardedRoutes(), set[AbstractRoute]()
     middlewares = [
@@ -168,15 +173,16 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[settings_key] = settings
     app[store_key] = store
-    app[publisher_key] = publisher
-    # Celery's client learns that the broker is gone only by hanging; the publisher's connection
+    app[connection_key] = connection
+    app[queues_key] = queues
+    # Celery's client learns that the broker is gone only by hanging; the API's own connection
     # to the same broker notices at once, so the Celery client asks it first.
     app[celery_key] = celery = CeleryClient(
-        create_celery_app(settings), broker_ready=publisher.wait_connected
+        create_celery_app(settings), broker_ready=connection.wait_connected
     )
     app[dispatcher_key] = dispatcher = Dispatcher(store, publisher, celery)
     app[management_key] = management = ManagementClient(settings)
-    app[dead_letters_key] = DeadLetters(dispatcher, publisher, management)
+    app[dead_letters_key] = DeadLetters(dispatcher, connection, queues, management)
     app[workers_key] = board
     app[events_key] = events
     # The live page learns of every change from the store itself, whoever made it.
@@ -192,7 +198,7 @@ def create_app(settings: Settings) -> web.Application:
         undefined=jinja2.StrictUndefined,
         filters={"timestamp": format_timestamp},
     )
-    app.cleanup_ctx.extend([store_ctx, publisher_ctx, celery_ctx, management_ctx])
+    app.cleanup_ctx.extend([store_ctx, connection_ctx, celery_ctx, management_ctx])
     app.on_shutdown.append(end_live_streams)
     setup_routes(app, metrics, guarded, limited)
     return app

@@ -7,18 +7,20 @@ in the sub-application first and then in the main one, where the factory stores 
 from aiohttp import web
 
 from api.celery_client import CeleryClient
+from api.connection import BrokerConnection
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
 from api.management import ManagementClient
-from api.publisher import Publisher
+from api.queues import QueueAdmin
 from api.store import TaskStore
 from api.workers import WorkerBoard
 from common.settings import Settings
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", TaskStore)
-publisher_key = web.AppKey("publisher", Publisher)
+connection_key = web.AppKey("connection", BrokerConnection)
+queues_key = web.AppKey("queues", QueueAdmin)
 celery_key = web.AppKey("celery", CeleryClient)
 dispatcher_key = web.AppKey("dispatcher", Dispatcher)
 dead_letters_key = web.AppKey("dead_letters", DeadLetters)

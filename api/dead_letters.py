@@ -16,13 +16,13 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from api.connection import AMQP_ERRORS, BrokerConnection
 from api.dispatch import Dispatcher
 from api.errors import ApiError, BrokerUnavailable, describe
 from api.management import ManagementClient
-from api.model import Method
-from api.publisher import AMQP_ERRORS, Publisher
+from api.model import Method, TaskRequest
+from api.queues import QueueAdmin
 from api.store import StoreFull
-from api.validation import TaskRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
 
@@ -139,10 +139,15 @@ class DeadLetters:
     """The dead-letter panel's three actions, on the API's own connections."""
 
     def __init__(
-        self, dispatcher: Dispatcher, publisher: Publisher, management: ManagementClient
+        self,
+        dispatcher: Dispatcher,
+        connection: BrokerConnection,
+        queues: QueueAdmin,
+        management: ManagementClient,
     ) -> None:
         self._dispatcher = dispatcher
-        self._publisher = publisher
+        self._connection = connection
+        self._queues = queues
         self._management = management
 
     async def peek(self, limit: int) -> tuple[list[DeadLetter], int]:
@@ -165,7 +170,7 @@ class DeadLetters:
         # ``multiple`` puts it and every one before it back (the task messages are acked).
         last_kept: AbstractIncomingMessage | None = None
         try:
-            async with self._publisher.channel() as channel:
+            async with self._connection.channel() as channel:
                 queue = await channel.get_queue(topology.DEAD_LETTER_QUEUE)
                 for _ in range(MAX_REPLAY):
                     message = await queue.get(no_ack=False, fail=False, timeout=GET_TIMEOUT)
@@ -194,4 +199,4 @@ class DeadLetters:
 
     async def purge(self) -> int:
         """Delete every message in the dead-letter queue; return how many there were."""
-        return await self._publisher.purge(topology.DEAD_LETTER_QUEUE)
+        return await self._queues.purge(topology.DEAD_LETTER_QUEUE)

@@ -13,7 +13,7 @@ import logging
 from aiohttp import web
 
 from api import catalogue
-from api.app_keys import celery_key, dispatcher_key, publisher_key, settings_key, store_key
+from api.app_keys import celery_key, connection_key, dispatcher_key, settings_key, store_key
 from api.auth import bearer_matches
 from api.errors import json_error
 from api.model import Method
@@ -90,10 +90,10 @@ async def _sync_answer(request: web.Request, *, long: bool) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    publisher = request.config_dict[publisher_key]
-    broker = "connected" if publisher.connected else "disconnected"
+    connection = request.config_dict[connection_key]
+    broker = "connected" if connection.connected else "disconnected"
     # Which node: with a cluster in RMQ_URL, the one the API publishes through now.
-    return web.json_response({"status": "ok", "broker": broker, "node": publisher.node})
+    return web.json_response({"status": "ok", "broker": broker, "node": connection.node})
 
 
 def _check_token(request: web.Request) -> None:

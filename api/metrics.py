@@ -23,10 +23,11 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
+from api.connection import BrokerConnection
 from api.errors import BrokerUnavailable
 from api.events import TaskEvents
 from api.model import Task
-from api.publisher import Publisher
+from api.queues import QueueAdmin
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,16 @@ ACCEPT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 
 class Metrics:
-    def __init__(self, events: TaskEvents, publisher: Publisher, queues: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        events: TaskEvents,
+        connection: BrokerConnection,
+        queue_admin: QueueAdmin,
+        queues: tuple[str, ...],
+    ) -> None:
         self.registry = registry = CollectorRegistry()
-        self._publisher = publisher
+        self._connection = connection
+        self._queue_admin = queue_admin
         self._queues = queues
         self.requests = Counter(
             "api_requests", "HTTP requests answered, by route name and status code",
@@ -61,7 +69,7 @@ class Metrics:
         live.set_function(lambda: len(events))
         connected = Gauge("api_broker_connected", "1 while the API's connection to RabbitMQ is up",
                           registry=registry)
-        connected.set_function(lambda: publisher.connected)
+        connected.set_function(lambda: connection.connected)
         self.queue_ready = Gauge(
             "api_queue_messages_ready", "Messages waiting in a queue for a consumer, read at the"
             " scrape", ["queue"], registry=registry,
@@ -84,10 +92,10 @@ class Metrics:
         """Queue depths as the broker has them now (a passive declare, as the queues panel)."""
         self.queue_ready.clear()
         self.queue_consumers.clear()
-        if not self._publisher.connected:
+        if not self._connection.connected:
             return  # no figure rather than a scrape that waits for the broker
         try:
-            counts = await self._publisher.queue_counts(list(self._queues))
+            counts = await self._queue_admin.counts(list(self._queues))
         except BrokerUnavailable as exc:
             log.debug("no queue depths for /metrics: %s", exc)
             return

@@ -83,6 +83,30 @@ TASK_FIELDS = dataclasses.fields(Task)
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskRequest:
+    """What a client asked for: ``count`` tasks of one method (``POST /api/tasks``, the forms)."""
+
+    method: Method
+    timeout: float
+    count: int = 1
+    fail: bool = False
+    routing_key: str = ""
+    # A replay of a dead-lettered task: the number of the task that died.
+    replay_of: int | None = None
+    source: Source = Source.API
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkflowRequest:
+    """A Celery canvas of ``count`` tasks (``POST /api/workflows``)."""
+
+    kind: WorkflowKind
+    count: int
+    timeout: float
+    fail_member: int | None = None  # this task (1-based) fails, after its retries
+
+
+@dataclasses.dataclass(frozen=True)
 class StatusReport:
     """What a worker tells the API about a task (``POST /update_task_status_api/``)."""
 

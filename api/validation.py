@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from api.model import Method, Source, StatusReport, WorkflowKind
+from api.model import Method, Source, StatusReport, TaskRequest, WorkflowKind, WorkflowRequest
 from common.messages import (
     POSITIVE_INTEGER,
     InvalidField,
@@ -30,26 +29,6 @@ WORKFLOW_SIZES = (2, 10)  # how many tasks a workflow may have (a chord's summar
 MAX_WORK = 3600.0
 MAX_ROUTING_KEY = 255  # AMQP's limit for a short string
 MAX_WORKER_ID = 200
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskRequest:
-    method: Method
-    timeout: float
-    count: int = 1
-    fail: bool = False
-    routing_key: str = ""
-    # A replay of a dead-lettered task: the number of the task that died.
-    replay_of: int | None = None
-    source: Source = Source.API
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkflowRequest:
-    kind: WorkflowKind
-    count: int
-    timeout: float
-    fail_member: int | None = None  # this task (1-based) fails, after its retries
 
 
 def decode_json_object(body: bytes) -> dict[str, Any]:

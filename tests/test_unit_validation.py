@@ -7,14 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method
+from api.model import Method, StatusReport, TaskRequest
 from api.validation import (
     MAX_BATCH,
     MAX_ROUTING_KEY,
     MAX_WORK,
     MAX_WORKER_ID,
-    StatusReport,
-    TaskRequest,
     decode_json_object,
     parse_count,
     parse_data_id,
