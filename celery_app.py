@@ -24,7 +24,7 @@ class DelayedDeliveryOnce(DelayedDelivery):
     """Native delayed delivery set up through the node the worker is connected to.
 
     Celery's own step sets it up through every URL of a failover list, and retries a node that
-    is down for about 17 s (measured) before the worker consumes again. That happens at every
+    is down for many seconds before the worker consumes again. That happens at every
     reconnect, which is exactly when a node is down. The nodes of one cluster share their
     exchanges and queues, so declaring them through one node is enough.
     """
