@@ -90,7 +90,7 @@ async def purge_queue(request: web.Request) -> web.Response:
                          " (the dead letters: POST /api/dead-letters/purge)")
     async with request.config_dict[dispatcher_key].paused(method):
         purged = await request.config_dict[queues_key].purge(QUEUE_OF[method])
-        discarded = request.config_dict[store_key].discard_waiting(method)
+        discarded = await request.config_dict[store_key].discard_waiting(method)
     log.info("%s queue purged: %s messages, %s waiting tasks forgotten",
              method, purged, discarded)
     return web.json_response({"queue": QUEUE_OF[method], "purged": purged,

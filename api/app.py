@@ -31,6 +31,7 @@ from api.connection import BrokerConnection
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
+from api.live import SNAPSHOT_SIZE
 from api.management import ManagementClient
 from api.metrics import Metrics, count_requests, scrape
 from api.middlewares import (
@@ -43,10 +44,11 @@ from api.middlewares import (
 from api.publisher import Publisher
 from api.queues import QueueAdmin
 from api.rate_limit import rate_limit
-from api.store import TaskNumbers, TaskStore
+from api.redis_store import RedisTaskStore
+from api.store import MemoryTaskStore, TaskNumbers, TaskStore
 from api.workers import WorkerBoard
 from celery_config import create_celery_app
-from common.settings import Settings
+from common.settings import MEMORY_STORE, Settings
 from common.statuses import CALLBACK_PATH
 
 HERE = Path(__file__).parent
@@ -54,8 +56,9 @@ MAX_BODY = 1024 * 1024  # bigger bodies get 413 before any handler reads them
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[store_key].start()
     yield
-    app[store_key].close()
+    await app[store_key].close()
 
 
 async def connection_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -147,8 +150,15 @@ def setup_routes(
     app.add_subapp("/api/", create_json_api(guarded, limited))
 
 
+def create_store(settings: Settings) -> TaskStore:
+    """TASK_STORE: the course's store in this process's memory, or one shared in Redis."""
+    if settings.task_store == MEMORY_STORE:
+        return MemoryTaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
+    return RedisTaskStore(settings)
+
+
 def create_app(settings: Settings) -> web.Application:
-    store = TaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
+    store = create_store(settings)
     connection = BrokerConnection(settings)
     publisher = Publisher(connection)
     queues = QueueAdmin(connection)
@@ -189,6 +199,11 @@ def create_app(settings: Settings) -> web.Application:
     store.add_listener(events.publish)
     store.add_listener(board.update)
     store.add_discard_listener(events.discarded)
+
+    async def start_pages_over() -> None:
+        events.start_over(await store.recent(SNAPSHOT_SIZE))
+
+    store.add_resync_listener(start_pages_over)
     store.add_finish_listener(metrics.finished)
     dispatcher.add_accept_listener(metrics.accepted)
     aiohttp_jinja2.setup(

@@ -75,8 +75,8 @@ class Dispatcher:
             return await self._submit(request)
 
     async def _submit(self, request: TaskRequest) -> list[Task]:
-        # Stored all at once, with no await in between: no other request can take the room.
-        tasks = self._store.create_many(
+        # All or none: StoreFull if there is no room for every task.
+        tasks = await self._store.create_many(
             request.count,
             request.method,
             request.timeout,
@@ -117,7 +117,7 @@ class Dispatcher:
             else:
                 # Not in any queue, so no worker will ever report on it: forget it rather than
                 # show a task stuck in PENDING forever.
-                self._store.discard(task.task_num)
+                await self._store.discard(task.task_num)
         self._accepted(sent)
         first, exc = failures[0]
         log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
@@ -136,28 +136,19 @@ class Dispatcher:
             return await self._submit_workflow(request)
 
     async def _submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:
-        # All or none: a workflow cut short by a full store would never finish.
-        self._store.make_room(request.count + (request.kind is WorkflowKind.CHORD))
         workflow_id = uuid.uuid4().hex[:12]
-        chain = request.kind is WorkflowKind.CHAIN
-        members: list[Task] = []
-        for position in range(1, request.count + 1):
-            members.append(self._store.create(
-                Method.CELERY,
-                request.timeout,
-                position == request.fail_member,
-                workflow_id=workflow_id,
-                workflow_kind=request.kind,
-                role=Role.MEMBER,
-                parent=members[-1].task_num if chain and members else None,
-            ))
-        summary = None
+        shared = dict(method=Method.CELERY, workflow_id=workflow_id, workflow_kind=request.kind)
+        drafts = [
+            dict(shared, timeout=request.timeout, fail=position == request.fail_member,
+                 role=Role.MEMBER)
+            for position in range(1, request.count + 1)
+        ]
         if request.kind is WorkflowKind.CHORD:
-            summary = self._store.create(
-                Method.CELERY, 0, workflow_id=workflow_id, workflow_kind=request.kind,
-                role=Role.SUMMARY,
-            )
-        tasks = [*members, *([summary] if summary else [])]
+            drafts.append(dict(shared, timeout=0, role=Role.SUMMARY))
+        # All or none: a workflow cut short by a full store would never finish.
+        tasks = await self._store.create_each(drafts, chain=request.kind is WorkflowKind.CHAIN)
+        members = [task for task in tasks if task.role is Role.MEMBER]
+        summary = tasks[-1] if request.kind is WorkflowKind.CHORD else None
         accepted = [dataclasses.replace(task) for task in tasks]
         try:
             celery_ids = await self._celery.send_workflow(
@@ -167,12 +158,12 @@ class Dispatcher:
             )
         except BrokerUnavailable as exc:
             for task in tasks:
-                self._store.discard(task.task_num)
+                await self._store.discard(task.task_num)
             log.warning("workflow %s: not sent: %s", workflow_id, exc)
             raise DispatchFailed(exc.reason, [], len(tasks)) from exc
         for task in accepted:
             task.celery_id = celery_ids[task.task_num]
-            self._store.set_celery_id(task.task_num, task.celery_id)
+            await self._store.set_celery_id(task.task_num, task.celery_id)
         self._accepted(accepted)
         return workflow_id, accepted
 
@@ -190,4 +181,4 @@ class Dispatcher:
             await self._publisher.publish(message, routing_key)
         else:
             task.celery_id = await self._celery.send(message)
-            self._store.set_celery_id(task.task_num, task.celery_id)
+            await self._store.set_celery_id(task.task_num, task.celery_id)

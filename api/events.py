@@ -134,6 +134,16 @@ class TaskEvents:
         finally:
             self._subscribers.discard(queue)
 
+    def start_over(self, recent: list[Task]) -> None:
+        """Changes may have been missed (the shared store's subscription was lost): the board
+        is rebuilt from the ``recent`` tasks, and every page reconnects to a fresh snapshot."""
+        self._changed = {}
+        self._board.rebuild(recent)
+        if self._subscribers:
+            log.info("live pages start over from a snapshot: %d", len(self._subscribers))
+        for queue in list(self._subscribers):
+            self._end(queue)
+
     def close(self) -> None:
         """End every stream: at shutdown the server waits for open handlers, these never end."""
         self._closed = True

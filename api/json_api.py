@@ -42,14 +42,14 @@ async def create_tasks(request: web.Request) -> web.Response:
 
 async def list_tasks(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit", "100"), MAX_LIST)
-    tasks = request.config_dict[store_key].recent(limit)
+    tasks = await request.config_dict[store_key].recent(limit)
     return web.json_response({"tasks": [task.to_dict() for task in tasks]})
 
 
 async def get_task(request: web.Request) -> web.Response:
     task_num = parse_task_num_text(request.match_info["task_num"])
     try:
-        task = request.config_dict[store_key].get(task_num)
+        task = await request.config_dict[store_key].get(task_num)
     except UnknownTask:
         raise json_error(web.HTTPNotFound, f"task {task_num} not found") from None
     data = task.to_dict()
@@ -111,7 +111,7 @@ async def update_task_status(request: web.Request) -> web.Response:
     _check_token(request)
     report = parse_status_report(decode_json_object(await request.read()))
     try:
-        task = request.config_dict[store_key].update_status(report)
+        task = await request.config_dict[store_key].update_status(report)
     except UnknownTask:
         log.warning("task %s: callback for an unknown task, worker=%s",
                     report.task_num, report.worker_id)

@@ -35,11 +35,13 @@ async def task_events(request: web.Request) -> web.StreamResponse:
 
 async def _stream_changes(request: web.Request, queue: Subscription) -> web.StreamResponse:
     store, board = request.config_dict[store_key], request.config_dict[workers_key]
+    # Read before the stream opens: a store that does not answer is a 503 the page retries
+    # after, not a stream that breaks at its first line. Changes made meanwhile are queued.
+    snapshot = {
+        "tasks": [task.to_dict() for task in await store.recent(SNAPSHOT_SIZE)],
+        "workers": board.snapshot(),
+    }
     async with sse_response(request) as stream:
-        snapshot = {
-            "tasks": [task.to_dict() for task in store.recent(SNAPSHOT_SIZE)],
-            "workers": board.snapshot(),
-        }
         try:
             await stream.send(json.dumps(snapshot), event="snapshot", retry=RECONNECT_MS)
             while (batch := await _next_batch(queue, stream)) is not None:

@@ -78,6 +78,19 @@ class Task:
         data["duration"] = self.duration
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        """The task :meth:`to_dict` described (as a shared store keeps it)."""
+        task = cls(**{field.name: data[field.name] for field in TASK_FIELDS})
+        task.method, task.status, task.source = (
+            Method(task.method), TaskStatus(task.status), Source(task.source)
+        )
+        if task.workflow_kind is not None:
+            task.workflow_kind = WorkflowKind(task.workflow_kind)
+        if task.role is not None:
+            task.role = Role(task.role)
+        return task
+
 
 TASK_FIELDS = dataclasses.fields(Task)
 

@@ -1,18 +1,28 @@
-"""The in-memory task store, as in the course, made safe for a long run.
+"""The task store: what every store does, and the in-memory one, as in the course.
 
-It is bounded, and only finished tasks make room: the one that finished first is evicted first.
-A task somebody still waits for is never dropped; when every task in memory is unfinished, new
-ones are refused (:class:`StoreFull`) instead. Task numbers never repeat, not even across API
-restarts: a late message from an earlier run must not update a new task of the same number.
+Two stores keep the tasks behind one interface: :class:`MemoryTaskStore` in the API process's
+memory (the course's way; one API process), and ``api.redis_store.RedisTaskStore`` in Redis,
+shared by any number of API processes. Both apply the same rules, written once here:
+
+- a status only moves forward (common.statuses); a late report is refused, a redelivered one
+  is counted even then; a failed member of a Celery workflow ends the members that would never
+  run (api.workflows);
+- the store is bounded, and only finished tasks make room: the one that finished first is
+  evicted first. A task somebody still waits for is never dropped; when every task kept is
+  unfinished, new ones are refused (:class:`StoreFull`) instead;
+- task numbers never repeat, not even across API restarts: a late message from an earlier run
+  must not update a new task of the same number.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +54,23 @@ class StoreFull(ApiError):
     def __init__(self, room: int, asked: int, limit: int) -> None:
         super().__init__(
             f"store full: room for {room} more tasks, {asked} asked; the API keeps"
-            f" {limit} tasks in memory (TASK_STORE_LIMIT) and only finished ones make room",
-            f"В памяти API нет места: можно добавить задач — {room}, а отправлено {asked}."
+            f" {limit} tasks (TASK_STORE_LIMIT) and only finished ones make room",
+            f"В хранилище задач нет места: можно добавить задач — {room}, а отправлено {asked}."
             f" API держит {limit} задач (TASK_STORE_LIMIT), и место освобождают только"
             " завершённые: дождитесь их или очистите очередь",
+            tasks=[],
+        )
+
+
+class StoreUnavailable(ApiError):
+    """The shared store (Redis) does not answer: nothing was read or changed."""
+
+    status = 503
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"task store unavailable: {reason}",
+            "Хранилище задач (Redis) недоступно. Попробуйте ещё раз через несколько секунд",
             tasks=[],
         )
 
@@ -95,22 +118,55 @@ class TaskNumbers:
         return number
 
 
-class TaskStore:
-    def __init__(self, numbers: TaskNumbers, limit: int) -> None:
-        self._numbers = numbers
+# A task as a store creates it: Task's fields but the number and the creation time.
+Draft = Mapping[str, Any]
+
+
+def apply_report(task: Task, report: StatusReport, now: float) -> bool:
+    """Apply a worker's report to ``task``; False, with only the redelivery counted, when its
+    status may not follow the task's. Without ``worker_id`` (the course's own format) the task
+    keeps the worker it had."""
+    if report.redelivered:
+        # Counted even when the status is refused: a finished task whose message came back is
+        # the at-least-once lesson (the worker then skips the work).
+        task.redeliveries += 1
+    if not can_transition(task.status, report.status):
+        return False
+    if report.status is TaskStatus.IN_PROGRESS and report.next_try_at is None:
+        task.started_at = now  # a report of a retry's wait is no start
+    elif report.status.is_final:
+        task.finished_at = now
+    task.status = report.status
+    if report.worker_id is not None:
+        task.worker_id = report.worker_id
+    if report.attempt is not None:
+        task.attempts = max(task.attempts, report.attempt)
+        task.max_attempts = report.max_attempts
+    task.next_try_at = report.next_try_at  # set while a retry waits, cleared by any other
+    return True
+
+
+def end_unrun(task: Task, note: str, now: float) -> bool:
+    """End a task of a failed workflow that will never run; False if it has ended already."""
+    if task.status.is_final:
+        return False
+    task.status, task.note, task.finished_at = TaskStatus.ERROR, note, now
+    return True
+
+
+class TaskStore(abc.ABC):
+    """What every task store does; the subclasses keep the tasks."""
+
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._tasks: OrderedDict[int, Task] = OrderedDict()
-        # Finished tasks in the order they finished: the first of them is the next to evict.
-        self._finished: OrderedDict[int, None] = OrderedDict()
         self._listeners: list[Callable[[Task], None]] = []
         self._discard_listeners: list[Callable[[int], None]] = []
         self._finish_listeners: list[Callable[[Task], None]] = []
-
-    def close(self) -> None:
-        self._numbers.close()
+        self._resync_listeners: list[Callable[[], Awaitable[None]]] = []
 
     def add_listener(self, listener: Callable[[Task], None]) -> None:
-        """Call ``listener(task)`` after every change: the live page subscribes here."""
+        """Call ``listener(task)`` after every change, whichever API process made it: the live
+        page subscribes here."""
         self._listeners.append(listener)
 
     def add_discard_listener(self, listener: Callable[[int], None]) -> None:
@@ -118,118 +174,212 @@ class TaskStore:
         self._discard_listeners.append(listener)
 
     def add_finish_listener(self, listener: Callable[[Task], None]) -> None:
-        """Call ``listener(task)`` once when a task becomes DONE or ERROR: the metrics count it."""
+        """Call ``listener(task)`` once when this process sets a task's final status: the
+        metrics count it (each process counts its own; Prometheus adds them up)."""
         self._finish_listeners.append(listener)
+
+    def add_resync_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call ``listener()`` when changes may have been missed (a shared store's connection
+        came back): the pages start again from a snapshot."""
+        self._resync_listeners.append(listener)
 
     def _changed(self, task: Task) -> None:
         for listener in self._listeners:
             listener(task)
 
-    def room(self) -> int:
-        """How many tasks may be created now: free places, and finished tasks that may go."""
-        return self._limit - len(self._tasks) + len(self._finished)
+    def _discarded(self, task_num: int) -> None:
+        for listener in self._discard_listeners:
+            listener(task_num)
 
-    def make_room(self, count: int) -> None:
+    def _ended(self, task: Task) -> None:
+        for listener in self._finish_listeners:
+            listener(task)
+
+    async def _resynced(self) -> None:
+        for listener in self._resync_listeners:
+            await listener()
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Begin to hear the changes other API processes make."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop, keeping what must survive a restart."""
+
+    async def create(self, method: Method, timeout: float, fail: bool = False,
+                     **details: Any) -> Task:
+        """A new PENDING task with the next number; ``details`` are more of Task's fields."""
+        [task] = await self.create_each([dict(method=method, timeout=timeout, fail=fail, **details)])
+        return task
+
+    async def create_many(self, count: int, method: Method, timeout: float, fail: bool = False,
+                          **details: Any) -> list[Task]:
+        """``count`` new PENDING tasks; none at all (StoreFull) if there is no room for every one."""
+        draft = dict(method=method, timeout=timeout, fail=fail, **details)
+        return await self.create_each([draft] * count)
+
+    async def create_each(self, drafts: Sequence[Draft], chain: bool = False) -> list[Task]:
+        """A new PENDING task for each draft, numbered in order; with ``chain``, each one's
+        ``parent`` is the one before it. All or none: StoreFull if there is no room for all."""
+        await self.make_room(len(drafts))  # before numbers are taken for tasks that cannot be
+        numbers = await self._take_numbers(len(drafts))
+        now = time.time()
+        tasks: list[Task] = []
+        for number, draft in zip(numbers, drafts, strict=True):
+            parent = tasks[-1].task_num if chain and tasks else draft.get("parent")
+            tasks.append(Task(number, **{**draft, "parent": parent}, created_at=now))
+        await self._insert(tasks)
+        return tasks
+
+    async def make_room(self, count: int) -> None:
         """Raise StoreFull unless ``count`` tasks can be created without dropping unfinished ones."""
-        room = self.room()
+        room = await self.room()
         if room < count:
             raise StoreFull(room, count, self._limit)
 
-    def create_many(
-        self, count: int, method: Method, timeout: float, fail: bool = False, **details: Any
-    ) -> list[Task]:
-        """``count`` new PENDING tasks; none at all (StoreFull) if there is no room for every one."""
-        self.make_room(count)
-        return [self.create(method, timeout, fail, **details) for _ in range(count)]
+    async def update_status(self, report: StatusReport) -> Task:
+        """Apply a worker's report: the task as it is now, or TransitionNotAllowed."""
+        now = time.time()
+        refused: TransitionNotAllowed | None = None
 
-    def create(self, method: Method, timeout: float, fail: bool = False, **details: Any) -> Task:
-        """A new PENDING task with the next number; ``details`` are more of Task's fields."""
-        self.make_room(1)
-        task = Task(self._numbers.take(), method, timeout, fail, **details)
-        self._tasks[task.task_num] = task
-        if len(self._tasks) > self._limit:
-            evicted, _ = self._finished.popitem(last=False)
-            del self._tasks[evicted]
-        self._changed(task)
+        def apply(task: Task) -> bool:
+            nonlocal refused
+            before = task.status
+            applied = apply_report(task, report, now)
+            refused = None if applied else TransitionNotAllowed(before, report.status)
+            return applied or report.redelivered  # a refused redelivery is still counted
+
+        task, _ = await self._modify(report.task_num, apply)
+        if refused is not None:
+            raise refused
+        if task.status.is_final:
+            self._ended(task)
+        if workflows.is_failure(task):
+            for blocked, note in workflows.blocked_by(task, await self.workflow(task.workflow_id)):
+                ended, changed = await self._modify(
+                    blocked.task_num, lambda unrun, note=note: end_unrun(unrun, note, now)
+                )
+                if changed:
+                    self._ended(ended)
         return task
 
-    def get(self, task_num: int) -> Task:
+    async def set_celery_id(self, task_num: int, celery_id: str) -> None:
+        def note(task: Task) -> bool:
+            task.celery_id = celery_id
+            return True
+
+        # Not told to the pages: the row shows the id with the task's next change. A task
+        # purged while Celery was still taking it is gone already: nothing to note.
+        with contextlib.suppress(UnknownTask):
+            await self._modify(task_num, note, tell=False)
+
+    @abc.abstractmethod
+    async def room(self) -> int:
+        """How many tasks may be created now: free places, and finished tasks that may go."""
+
+    @abc.abstractmethod
+    async def _take_numbers(self, count: int) -> list[int]:
+        """``count`` task numbers never handed out before."""
+
+    @abc.abstractmethod
+    async def _insert(self, tasks: list[Task]) -> None:
+        """Keep new tasks, evicting the first finished if need be; StoreFull, keeping none of
+        them, if that is not enough. The listeners hear of each task."""
+
+    @abc.abstractmethod
+    async def _modify(self, task_num: int, change: Callable[[Task], bool],
+                      tell: bool = True) -> tuple[Task, bool]:
+        """Apply ``change`` to the task as one step no other change can interleave with; keep
+        the task if ``change`` returns True, and then tell the listeners unless not ``tell``.
+        The task, and whether it changed. UnknownTask if there is no such task."""
+
+    @abc.abstractmethod
+    async def get(self, task_num: int) -> Task:
+        """The task, or UnknownTask."""
+
+    @abc.abstractmethod
+    async def discard(self, task_num: int) -> None:
+        """Forget a task nobody will ever report on: never sent, or purged from its queue."""
+
+    @abc.abstractmethod
+    async def discard_waiting(self, method: Method) -> int:
+        """Forget every PENDING task of ``method``: its queue was purged, no worker will report
+        on it. How many there were."""
+
+    @abc.abstractmethod
+    async def workflow(self, workflow_id: str) -> list[Task]:
+        """The tasks of one Celery workflow, in the order they were created."""
+
+    @abc.abstractmethod
+    async def recent(self, limit: int = 100) -> list[Task]:
+        """The newest tasks first."""
+
+
+class MemoryTaskStore(TaskStore):
+    """The tasks in this process's memory: lost when it stops, seen by no other process."""
+
+    def __init__(self, numbers: TaskNumbers, limit: int) -> None:
+        super().__init__(limit)
+        self._numbers = numbers
+        self._tasks: OrderedDict[int, Task] = OrderedDict()
+        # Finished tasks in the order they finished: the first of them is the next to evict.
+        self._finished: OrderedDict[int, None] = OrderedDict()
+
+    async def start(self) -> None:
+        pass  # nobody else changes these tasks
+
+    async def close(self) -> None:
+        self._numbers.close()
+
+    async def room(self) -> int:
+        return self._limit - len(self._tasks) + len(self._finished)
+
+    async def _take_numbers(self, count: int) -> list[int]:
+        return [self._numbers.take() for _ in range(count)]
+
+    async def _insert(self, tasks: list[Task]) -> None:
+        # No await between the room check and the insert: one event loop, no interleaving.
+        await self.make_room(len(tasks))
+        for task in tasks:
+            self._tasks[task.task_num] = task
+            if len(self._tasks) > self._limit:
+                evicted, _ = self._finished.popitem(last=False)
+                del self._tasks[evicted]
+            self._changed(task)
+
+    async def _modify(self, task_num: int, change: Callable[[Task], bool],
+                      tell: bool = True) -> tuple[Task, bool]:
+        task = await self.get(task_num)
+        changed = change(task)
+        if changed:
+            if task.status.is_final:
+                self._finished.setdefault(task_num)  # may make room for a new task from now on
+            if tell:
+                self._changed(task)
+        return task, changed
+
+    async def get(self, task_num: int) -> Task:
         try:
             return self._tasks[task_num]
         except KeyError:
             raise UnknownTask(task_num) from None
 
-    def discard(self, task_num: int) -> None:
-        """Forget a task nobody will ever report on: never sent, or purged from its queue."""
+    async def discard(self, task_num: int) -> None:
         if self._tasks.pop(task_num, None) is not None:
             self._finished.pop(task_num, None)
-            for listener in self._discard_listeners:
-                listener(task_num)
+            self._discarded(task_num)
 
-    def discard_waiting(self, method: Method) -> int:
-        """Forget every PENDING task of ``method``: its queue was purged, no worker will report
-        on it. How many there were."""
+    async def discard_waiting(self, method: Method) -> int:
         waiting = [task.task_num for task in self._tasks.values()
                    if task.method is method and task.status is TaskStatus.PENDING]
         for task_num in waiting:
-            self.discard(task_num)
+            await self.discard(task_num)
         return len(waiting)
 
-    def set_celery_id(self, task_num: int, celery_id: str) -> None:
-        # A task purged while Celery was still taking it is gone already: nothing to note.
-        if (task := self._tasks.get(task_num)) is not None:
-            task.celery_id = celery_id
-
-    def update_status(self, report: StatusReport) -> Task:
-        """Apply a worker's report. Without ``worker_id`` (the course's own format) the task
-        keeps the worker it had."""
-        task = self.get(report.task_num)
-        if report.redelivered:
-            # Counted even when the status is refused below: a finished task whose message came
-            # back is the at-least-once lesson (the worker then skips the work).
-            task.redeliveries += 1
-        if not can_transition(task.status, report.status):
-            if report.redelivered:
-                self._changed(task)
-            raise TransitionNotAllowed(task.status, report.status)
-        now = time.time()
-        retrying = report.next_try_at is not None
-        if report.status is TaskStatus.IN_PROGRESS and not retrying:
-            task.started_at = now
-        elif report.status.is_final:
-            self._finish(task, now)
-        task.status = report.status
-        if report.worker_id is not None:
-            task.worker_id = report.worker_id
-        if report.attempt is not None:
-            task.attempts = max(task.attempts, report.attempt)
-            task.max_attempts = report.max_attempts
-        task.next_try_at = report.next_try_at  # set while a retry waits, cleared by any other
-        self._changed(task)
-        if report.status.is_final:
-            self._ended(task)
-        if workflows.is_failure(task):
-            for blocked, note in workflows.blocked_by(task, self.workflow(task.workflow_id)):
-                blocked.status, blocked.note = TaskStatus.ERROR, note
-                self._finish(blocked, now)
-                self._changed(blocked)
-                self._ended(blocked)
-        return task
-
-    def _finish(self, task: Task, now: float) -> None:
-        task.finished_at = now
-        self._finished[task.task_num] = None  # may make room for a new task from now on
-
-    def _ended(self, task: Task) -> None:
-        """Tell the finish listeners; called once a task's final status is set."""
-        for listener in self._finish_listeners:
-            listener(task)
-
-    def workflow(self, workflow_id: str) -> list[Task]:
-        """The tasks of one Celery workflow, in the order they were created."""
+    async def workflow(self, workflow_id: str) -> list[Task]:
         return [task for task in self._tasks.values() if task.workflow_id == workflow_id]
 
-    def recent(self, limit: int = 100) -> list[Task]:
-        """The newest tasks first."""
+    async def recent(self, limit: int = 100) -> list[Task]:
         newest = reversed(self._tasks.values())
         return [task for task, _ in zip(newest, range(limit), strict=False)]

@@ -25,10 +25,10 @@ METHOD_LABELS = {Method.RMQ: "RabbitMQ", Method.CELERY: "Celery"}
 FORM_NAMES = {Method.RMQ: "rmq", Method.CELERY: "celery"}
 
 
-def render_home(request: web.Request, status: int = 200, **context: Any) -> web.Response:
+async def render_home(request: web.Request, status: int = 200, **context: Any) -> web.Response:
     settings = request.app[settings_key]
     base = {
-        "tasks": request.app[store_key].recent(50),
+        "tasks": await request.app[store_key].recent(50),
         "catalogue": ITEMS,
         "long_seconds": LONG_REQUEST_SECONDS,
         "method_labels": METHOD_LABELS,
@@ -50,7 +50,7 @@ def field_message(exc: InvalidField) -> str:
 
 
 async def index(request: web.Request) -> web.Response:
-    return render_home(request, notice=_sent_notice(request.query))
+    return await render_home(request, notice=_sent_notice(request.query))
 
 
 def _sent_notice(query) -> str | None:
@@ -85,10 +85,10 @@ async def _sync_page(request: web.Request, *, long: bool) -> web.Response:
         blocking = parse_blocking(request.query.get("blocking", "1")) if long else None
         answer = await catalogue.answer(data_id, blocking)
     except InvalidField as exc:
-        return render_home(request, status=400, sync_error=field_message(exc))
+        return await render_home(request, status=400, sync_error=field_message(exc))
     except catalogue.UnknownItem as exc:
-        return render_home(request, status=404, sync_error=f"data_id: {exc.message_ru}")
-    return render_home(request, sync_result=answer)
+        return await render_home(request, status=404, sync_error=f"data_id: {exc.message_ru}")
+    return await render_home(request, sync_result=answer)
 
 
 async def send_celery_task(request: web.Request) -> web.Response:
@@ -107,7 +107,7 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
     try:
         task_request = parse_task_form(method, {k: str(v) for k, v in form.items()})
     except InvalidField as exc:
-        return render_home(
+        return await render_home(
             request,
             status=400,
             form_values={form_name: values},
@@ -116,7 +116,7 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
     try:
         tasks = await request.app[dispatcher_key].submit(task_request)
     except ApiError as exc:  # a full store, a lost broker: said beside the form
-        return render_home(
+        return await render_home(
             request,
             status=exc.status,
             form_values={form_name: values},

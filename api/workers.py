@@ -89,6 +89,15 @@ class WorkerBoard:
         while len(self._workers) > self._limit:
             self._forget(next(iter(self._workers)))
 
+    def rebuild(self, recent: list[Task]) -> None:
+        """Start again from the ``recent`` tasks (newest first), as if only they had been
+        reported: what a process that joins late, or missed changes, knows of the workers."""
+        self._listed |= self._workers.keys()  # a page that shows them learns they left
+        self._workers.clear()
+        self._running_on.clear()
+        for task in reversed(recent):
+            self.update(task)
+
     def _forget(self, worker_id: str) -> None:
         worker = self._workers.pop(worker_id)
         for task_num in worker.running:

@@ -18,7 +18,8 @@ MEMBER_FAILED = "не выполнена: задача аккорда упала
 
 def blocked_by(failed: Task, workflow: Iterable[Task]) -> list[tuple[Task, str]]:
     """The tasks of ``failed``'s workflow that will never run now, each with the reason."""
-    waiting = [task for task in workflow if not task.status.is_final and task is not failed]
+    waiting = [task for task in workflow
+               if not task.status.is_final and task.task_num != failed.task_num]
     if failed.workflow_kind is WorkflowKind.CHAIN:
         return [(task, PREDECESSOR_FAILED) for task in waiting if task.task_num > failed.task_num]
     if failed.workflow_kind is WorkflowKind.CHORD:

@@ -21,6 +21,11 @@ DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
 # RMQ_URL and RMQ_MANAGEMENT_URL may list several nodes of one cluster, as Celery's broker_url
 # does: "amqp://...@node-1/;amqp://...@node-2/". Clients use the first that answers.
 URL_SEPARATOR = ";"
+MEMORY_STORE = "memory"
+# The shared store on the machine's own Redis, when several API processes run (make dev APIS=2):
+# a database of its own beside Celery's results (0) and the cluster demo's (1).
+LOCAL_REDIS_STORE = "redis://localhost:6379/2"
+REDIS_SCHEMES = ("redis", "rediss")
 
 
 class SettingsError(ValueError):
@@ -67,7 +72,11 @@ class Settings:
     beat_interval: int = _env("BEAT_INTERVAL", default=30)
     # Flower, Celery's web UI: the link shown on the page.
     flower_public_url: str = _env("FLOWER_PUBLIC_URL", default="http://localhost:5555/")
-    # Task numbers never repeat across API restarts: the allocator keeps its high-water mark here.
+    # Where the API keeps its tasks: "memory", the course's way (one API process; a restart
+    # forgets every status), or a Redis URL, shared by any number of API processes.
+    task_store: str = _env("TASK_STORE", default=MEMORY_STORE, repr=False)
+    # Task numbers never repeat across API restarts: the memory store keeps its high-water mark
+    # here (the Redis store keeps its counter in Redis).
     task_counter_path: str = _env("TASK_COUNTER_PATH", default=".state/task_counter")
     task_store_limit: int = _env("TASK_STORE_LIMIT", default=10_000)
     # Live pages (event streams) open at once: a class with a few tabs each fits; one more is
@@ -143,6 +152,8 @@ class Settings:
                 raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
         if urlsplit(self.result_backend).scheme not in ("redis", "rediss", "rpc"):
             raise SettingsError("RESULT_BACKEND must start with redis://, rediss:// or rpc://")
+        if self.task_store != MEMORY_STORE and urlsplit(self.task_store).scheme not in REDIS_SCHEMES:
+            raise SettingsError(f"TASK_STORE must be {MEMORY_STORE} or a redis:// URL")
         for name in self.allowed_hosts.split(","):
             if not _HOST_NAME.fullmatch(name.strip()):
                 raise SettingsError(

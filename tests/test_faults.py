@@ -225,6 +225,6 @@ async def test_a_purge_amid_publishing_forgets_exactly_the_tasks_it_took_from_th
     # No worker in this vhost: every task the API still knows as PENDING must have its message
     # waiting in the queue, and every waiting message a task the API knows.
     await asyncio.gather(*[purge() if turn % 4 == 2 else send() for turn in range(16)])
-    waiting = [task for task in client.app[store_key].recent(10_000)
+    waiting = [task for task in await client.app[store_key].recent(10_000)
                if task.method is Method.RMQ and task.status is TaskStatus.PENDING]
     assert len(waiting) == queue_state(own.rmq_url, topology.QUEUE)[0]

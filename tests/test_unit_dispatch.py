@@ -12,7 +12,7 @@ import pytest
 from api.dispatch import IN_FLIGHT, Dispatcher, DispatchFailed
 from api.errors import BrokerUnavailable
 from api.model import Method, TaskRequest
-from api.store import TaskNumbers, TaskStore
+from api.store import MemoryTaskStore, TaskNumbers
 from common.messages import TaskMessage
 
 
@@ -44,8 +44,8 @@ class FakeBroker:
             self.unconfirmed -= 1
 
 
-def dispatcher(tmp_path: Path, broker: FakeBroker) -> tuple[Dispatcher, TaskStore]:
-    store = TaskStore(TaskNumbers(tmp_path / "counter"), limit=10_000)
+def dispatcher(tmp_path: Path, broker: FakeBroker) -> tuple[Dispatcher, MemoryTaskStore]:
+    store = MemoryTaskStore(TaskNumbers(tmp_path / "counter"), limit=10_000)
     return Dispatcher(store, broker, celery=None), store  # type: ignore[arg-type]
 
 
@@ -58,7 +58,7 @@ async def test_a_batch_goes_out_in_order_with_at_most_in_flight_unconfirmed(tmp_
     numbers = [task.task_num for task in accepted]
     assert broker.taken == broker.tried == numbers == sorted(numbers)
     assert 1 < broker.most_unconfirmed <= IN_FLIGHT
-    assert len(store.recent(1000)) == 100
+    assert len(await store.recent(1000)) == 100
 
 
 async def test_tasks_the_broker_refuses_are_forgotten_and_the_rest_not_tried(tmp_path) -> None:
@@ -70,7 +70,7 @@ async def test_tasks_the_broker_refuses_are_forgotten_and_the_rest_not_tried(tmp
 
     sent = [task.task_num for task in failed.value.sent]
     assert sent == broker.taken and len(sent) == 40 and failed.value.asked == 1000
-    assert sorted(task.task_num for task in store.recent(1000)) == sent
+    assert sorted(task.task_num for task in await store.recent(1000)) == sent
     # Those already out when the first refusal came are answered; the rest never wait for a
     # broker that is gone (a window's worth at most, not the whole batch).
     assert len(broker.tried) <= 40 + IN_FLIGHT

@@ -29,6 +29,7 @@ CUSTOM_ENV = {
     "BEAT_INTERVAL": "5",
     "FLOWER_PUBLIC_URL": "https://public.example/flower/",
     "RMQ_QUEUE_TYPE": "quorum",
+    "TASK_STORE": "redis://redis.example:6379/3",
 }
 CUSTOM_VALUES = {
     "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
@@ -49,6 +50,7 @@ CUSTOM_VALUES = {
     "beat_interval": 5,
     "flower_public_url": "https://public.example/flower/",
     "rmq_queue_type": "quorum",
+    "task_store": "redis://redis.example:6379/3",
 }
 
 
@@ -219,6 +221,12 @@ def test_rmq_url_with_a_port_that_is_not_a_number_is_rejected_naming_the_variabl
     # Accepting it only defers the failure: rmq_url_masked (logged when the API connects) raises.
     with pytest.raises(SettingsError, match="RMQ_URL"):
         Settings.from_env({"RMQ_URL": "amqp://student:qwerty@localhost:abc/"})
+
+
+@pytest.mark.parametrize("raw", ["Memory", "redis", "http://redis:6379/0", "localhost:6379"])
+def test_a_task_store_neither_memory_nor_a_redis_url_is_rejected(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TASK_STORE"):
+        Settings.from_env({"TASK_STORE": raw})
 
 
 @pytest.mark.parametrize(

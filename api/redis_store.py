@@ -1,0 +1,280 @@
+"""The task store in Redis, shared by every API process (TASK_STORE=redis://...).
+
+A stateless API: any process may create a task, apply its worker's report, or show it, and a
+restarted process forgets nothing. The rules are :class:`api.store.TaskStore`'s, applied here
+atomically across processes:
+
+- a task is one JSON value under ``<prefix>task:<number>``; a change reads it under ``WATCH``
+  and writes it in ``MULTI``/``EXEC``, so two processes applying reports to the same task never
+  interleave: the second one retries on the task as the first left it (optimistic locking, the
+  same rule code as the memory store's, in Python);
+- numbers come from ``INCRBY`` on one counter; creating checks the room and inserts in one Lua
+  script, so two processes never both take the last place;
+- every change is published on ``<prefix>changes``. Each process subscribes and feeds its own
+  open pages. Pub/sub keeps nothing for a subscriber that is away, so whenever the subscription
+  is (re)made the pages start again from a snapshot of the store (a Stream would let a process
+  catch up instead, but it has to be trimmed and read with offsets; the snapshot is what a page
+  gets on every reconnect anyway).
+
+The keys carry the RabbitMQ vhost, so demos on different vhosts (the tests, say) keep their own
+tasks in one Redis. The Lua scripts build key names from the prefix: fine for one Redis, not for
+Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError, WatchError
+
+from api.errors import describe
+from api.model import Method, Task
+from api.store import StoreFull, StoreUnavailable, TaskStore, UnknownTask
+from common.node_ring import NodeRing
+from common.settings import Settings
+from common.statuses import TaskStatus
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 2.0
+# A command that takes longer fails the request with a 503 rather than holding it.
+COMMAND_TIMEOUT = 5.0
+# How long a workflow's list of members is kept: far longer than any workflow may run.
+WORKFLOW_TTL = 24 * 3600
+READ_CHUNK = 500  # tasks one MGET reads
+
+# KEYS: recent, finished. ARGV: the limit, the task key prefix, then number, JSON, number, JSON...
+# Returns -1 once every task is in, or the room there was (and inserts none).
+INSERT = """
+local limit = tonumber(ARGV[1])
+local count = (#ARGV - 2) / 2
+local room = limit - redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+if room < count then
+    return room
+end
+for i = 3, #ARGV, 2 do
+    redis.call('SET', ARGV[2] .. ARGV[i], ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+end
+local excess = redis.call('ZCARD', KEYS[1]) - limit
+if excess > 0 then
+    local evicted = redis.call('ZPOPMIN', KEYS[2], excess)
+    for i = 1, #evicted, 2 do
+        redis.call('DEL', ARGV[2] .. evicted[i])
+        redis.call('ZREM', KEYS[1], evicted[i])
+    end
+end
+return -1
+"""
+
+# KEYS: the task, recent, finished. ARGV: the status the task must still have, the message.
+# Deletes the task only if it still has that status (a worker may have taken it meanwhile).
+DISCARD_IF = """
+local stored = redis.call('GET', KEYS[1])
+if not stored or cjson.decode(stored)['status'] ~= ARGV[1] then
+    return 0
+end
+redis.call('DEL', KEYS[1])
+local number = string.match(KEYS[1], '(%d+)$')
+redis.call('ZREM', KEYS[2], number)
+redis.call('ZREM', KEYS[3], number)
+return 1
+"""
+
+
+class RedisTaskStore(TaskStore):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.task_store_limit)
+        self._redis = redis.Redis.from_url(
+            settings.task_store, socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT, health_check_interval=10,
+        )
+        # Every key of this store starts with it.
+        self.prefix = prefix = f"rmq-demo:{quote(settings.rmq_vhost, safe='')}:"
+        self._task_prefix = f"{prefix}task:"
+        self._counter = f"{prefix}last-task"
+        self._recent = f"{prefix}recent"  # every task kept, scored by its number
+        self._finished = f"{prefix}finished"  # the finished ones, scored by when they finished
+        self._workflow_prefix = f"{prefix}workflow:"
+        self._channel = f"{prefix}changes"
+        self._insert_script = self._redis.register_script(INSERT)
+        self._discard_script = self._redis.register_script(DISCARD_IF)
+        self._listening: asyncio.Task[None] | None = None
+
+    def _key(self, task_num: int) -> str:
+        return f"{self._task_prefix}{task_num}"
+
+    # --- Reading and writing ---------------------------------------------------------------
+
+    async def room(self) -> int:
+        async with self._answer():
+            recent, finished = await self._redis.pipeline(transaction=False) \
+                .zcard(self._recent).zcard(self._finished).execute()
+        return self._limit - recent + finished
+
+    async def _take_numbers(self, count: int) -> list[int]:
+        async with self._answer():
+            last = await self._redis.incrby(self._counter, count)
+        return list(range(last - count + 1, last + 1))
+
+    async def _insert(self, tasks: list[Task]) -> None:
+        pairs = [value for task in tasks for value in (task.task_num, _dumps(task))]
+        async with self._answer():
+            room = await self._insert_script(keys=[self._recent, self._finished],
+                                             args=[self._limit, self._task_prefix, *pairs])
+            if room >= 0:
+                raise StoreFull(room, len(tasks), self._limit)  # another process took the room
+            await self._publish({"tasks": [task.to_dict() for task in tasks]})
+            workflows = {task.workflow_id for task in tasks if task.workflow_id is not None}
+            for workflow_id in workflows:
+                key = f"{self._workflow_prefix}{workflow_id}"
+                members = [task.task_num for task in tasks if task.workflow_id == workflow_id]
+                await self._redis.pipeline(transaction=True).rpush(key, *members) \
+                    .expire(key, WORKFLOW_TTL).execute()
+
+    async def _modify(self, task_num: int, change: Callable[[Task], bool],
+                      tell: bool = True) -> tuple[Task, bool]:
+        key = self._key(task_num)
+        async with self._answer(), self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    stored = await pipe.get(key)
+                    if stored is None:
+                        raise UnknownTask(task_num)
+                    task = _loads(stored)
+                    if not change(task):
+                        return task, False
+                    pipe.multi()
+                    pipe.set(key, _dumps(task))
+                    if task.status.is_final:
+                        # nx: the time it first finished decides when it is evicted.
+                        pipe.zadd(self._finished, {str(task_num): task.finished_at}, nx=True)
+                    if tell:
+                        pipe.publish(self._channel, json.dumps({"tasks": [task.to_dict()]}))
+                    await pipe.execute()
+                    return task, True
+                except WatchError:
+                    continue  # another process changed it first: apply the change to its result
+
+    async def get(self, task_num: int) -> Task:
+        async with self._answer():
+            stored = await self._redis.get(self._key(task_num))
+        if stored is None:
+            raise UnknownTask(task_num)
+        return _loads(stored)
+
+    async def discard(self, task_num: int) -> None:
+        async with self._answer():
+            removed = await self._redis.pipeline(transaction=True).delete(self._key(task_num)) \
+                .zrem(self._recent, task_num).zrem(self._finished, task_num).execute()
+            if removed[0]:
+                await self._publish({"discarded": task_num})
+
+    async def discard_waiting(self, method: Method) -> int:
+        waiting = [task.task_num for task in await self._all()
+                   if task.method is method and task.status is TaskStatus.PENDING]
+        discarded = 0
+        async with self._answer():
+            for task_num in waiting:
+                keys = [self._key(task_num), self._recent, self._finished]
+                if await self._discard_script(keys=keys, args=[TaskStatus.PENDING.value]):
+                    discarded += 1
+                    await self._publish({"discarded": task_num})
+        return discarded
+
+    async def workflow(self, workflow_id: str) -> list[Task]:
+        async with self._answer():
+            numbers = await self._redis.lrange(f"{self._workflow_prefix}{workflow_id}", 0, -1)
+        return await self._read([int(number) for number in numbers])
+
+    async def recent(self, limit: int = 100) -> list[Task]:
+        if limit <= 0:
+            return []
+        async with self._answer():
+            numbers = await self._redis.zrevrange(self._recent, 0, limit - 1)
+        return await self._read([int(number) for number in numbers])
+
+    async def _all(self) -> list[Task]:
+        async with self._answer():
+            numbers = await self._redis.zrange(self._recent, 0, -1)
+        return await self._read([int(number) for number in numbers])
+
+    async def _read(self, numbers: list[int]) -> list[Task]:
+        """The tasks of these numbers, in this order; those gone meanwhile left out."""
+        tasks: list[Task] = []
+        async with self._answer():
+            for start in range(0, len(numbers), READ_CHUNK):
+                chunk = numbers[start:start + READ_CHUNK]
+                stored = await self._redis.mget([self._key(number) for number in chunk])
+                tasks += [_loads(value) for value in stored if value is not None]
+        return tasks
+
+    async def _publish(self, change: dict) -> None:
+        await self._redis.publish(self._channel, json.dumps(change))
+
+    @contextlib.asynccontextmanager
+    async def _answer(self) -> AsyncIterator[None]:
+        """Redis not answering becomes StoreUnavailable: a 503, never a 500 or a hang."""
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(describe(exc)) from exc
+
+    # --- Hearing the other processes ---------------------------------------------------------
+
+    async def start(self) -> None:
+        self._listening = asyncio.create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+        await self._redis.aclose()
+
+    async def _listen(self) -> None:
+        """Hear every change, this process's own included, for as long as the API runs."""
+        # One node: the ring is the project's one reconnect policy, its backoff.
+        redis_ring = NodeRing(["redis"])
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    async for message in pubsub.listen():
+                        redis_ring.answered()
+                        await self._hear(message)
+            except (RedisError, OSError, StoreUnavailable) as exc:
+                pause = redis_ring.failed()
+                log.warning("task store: lost the subscription to changes (%s), again in %.1f s",
+                            describe(exc), pause)
+                await asyncio.sleep(pause)
+
+    async def _hear(self, message: dict) -> None:
+        if message["type"] == "subscribe":
+            # Subscribed, the first time or again after a lost connection (redis-py
+            # resubscribes by itself): whatever was published meanwhile was missed.
+            log.info("task store: listening to the changes of every API process")
+            await self._resynced()
+            return
+        if message["type"] != "message":
+            return
+        change = json.loads(message["data"])
+        if "discarded" in change:
+            self._discarded(change["discarded"])
+        for data in change.get("tasks", ()):
+            self._changed(Task.from_dict(data))
+
+
+def _dumps(task: Task) -> str:
+    return json.dumps(task.to_dict())
+
+
+def _loads(stored: bytes) -> Task:
+    return Task.from_dict(json.loads(stored))
