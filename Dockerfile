@@ -1,4 +1,4 @@
-# One image for the three Python services; docker-compose.yml picks the command of each.
+# One image for the five Python services; docker-compose.yml picks the command of each.
 FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \

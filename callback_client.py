@@ -76,9 +76,9 @@ class StatusReporter:
         # The consumer reports from several task threads: one ERROR a minute among them all.
         self._refusal_lock = threading.Lock()
         self._refusal_logged_at: float | None = None
-        # urllib3 retries connection errors and 5xx answers with exponential backoff
-        # (0.25 s, 0.5 s, 1 s, 2 s): an API restart of a few seconds is ridden out, a dead API
-        # costs the worker about four seconds per report, never a wedge.
+        # urllib3 retries connection errors and 5xx answers with exponential backoff (urllib3 2
+        # waits nothing before the first retry, then 0.5 s, 1 s, 2 s): an API restart of a few
+        # seconds is ridden out, a dead API costs the worker about 3.5 s per report, never a wedge.
         retry = Retry(
             total=retries,
             backoff_factor=backoff,

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.backends.redis import RedisBackend
+from celery.utils.time import get_exponential_backoff_interval
 
 from common import topology
 from common.settings import URL_SEPARATOR, Settings
@@ -17,6 +18,21 @@ from common.settings import URL_SEPARATOR, Settings
 # about 1.5 s in all (kombu's default is 6 s for a channel), so that the API answers 503 quickly
 # while the broker is down; four tries, one more than a three-node cluster has nodes.
 RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+# The error lesson: a task sent with fail is retried FAIL_RETRIES times, then ends in ERROR. The
+# first pause is FAIL_BACKOFF seconds (the task's retry_backoff); Celery doubles each next one
+# itself (exponential backoff), up to FAIL_BACKOFF_MAX. The task turns jitter off, so the pauses
+# are exactly these: with Celery's default retry_jitter=True each would be random, 0 to this.
+FAIL_RETRIES = 3
+FAIL_BACKOFF = 2
+FAIL_BACKOFF_MAX = 16
+
+
+def fail_retry_pauses() -> list[int]:
+    """The pauses before each retry of a task sent with fail, in seconds, as Celery computes
+    them: [2, 4, 8]. The page's help text quotes them from here."""
+    return [get_exponential_backoff_interval(FAIL_BACKOFF, retries, FAIL_BACKOFF_MAX)
+            for retries in range(FAIL_RETRIES)]
 
 
 def create_celery_app(settings: Settings) -> Celery:

@@ -13,6 +13,7 @@ from celery.signals import task_retry
 from celery.utils.log import get_task_logger
 
 from callback_client import StatusReporter, make_worker_id
+from celery_config import FAIL_BACKOFF, FAIL_BACKOFF_MAX, FAIL_RETRIES
 from common import topology
 from common.messages import InvalidField, TaskMessage, parse_task_num
 from common.settings import Settings
@@ -23,7 +24,6 @@ log = get_task_logger(__name__)
 
 
 BEAT_WORK_SECONDS = 1.0  # how long each task that Beat orders works
-FAIL_RETRIES = 3  # the error lesson: a task sent with fail is retried three times, then ERROR
 
 
 class SimulatedFailure(RuntimeError):
@@ -93,13 +93,14 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
     bind=True,
     base=ReportingTask,
     name=topology.PROCESS_TASK,
-    # A task sent with fail is retried after 2, 4, then 8 seconds, and stops after FAIL_RETRIES
-    # by itself. No limit here (max_retries=None): a refused report is retried, on its own
-    # schedule below, until the token is fixed.
+    # A task sent with fail is retried after 2, 4, then 8 seconds (celery_config.fail_retry_pauses:
+    # exact, as jitter is off), and stops after FAIL_RETRIES by itself. No limit here
+    # (max_retries=None): a refused report is retried, on its own schedule below, until the token
+    # is fixed.
     autoretry_for=(SimulatedFailure,),
     max_retries=None,
-    retry_backoff=2,
-    retry_backoff_max=16,
+    retry_backoff=FAIL_BACKOFF,
+    retry_backoff_max=FAIL_BACKOFF_MAX,
     retry_jitter=False,
 )
 def process_task(self: ReportingTask, task_num: int, timeout: float, fail: bool = False) -> str:

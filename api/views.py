@@ -13,6 +13,7 @@ from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
 from api.errors import ApiError
 from api.model import Method
 from api.validation import parse_blocking, parse_data_id, parse_task_form
+from celery_config import FAIL_RETRIES, fail_retry_pauses
 from common.messages import InvalidField
 
 FIELD_LABELS = {
@@ -35,6 +36,9 @@ async def render_home(request: web.Request, status: int = 200, **context: Any) -
         "management_url": settings.rmq_management_public_url,
         "flower_url": settings.flower_public_url,
         "beat_interval": settings.beat_interval,
+        # The Celery card's help quotes the retries the worker really makes.
+        "fail_attempts": FAIL_RETRIES + 1,
+        "retry_pauses": fail_retry_pauses(),
         "login_required": bool(settings.api_token),  # then the page offers to log out
         "form_values": {},
         "form_errors": {},

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from celery_config import create_celery_app
+from celery_config import create_celery_app, fail_retry_pauses
 from common import topology
 from common.settings import Settings
 from runner.client import ApiClient
@@ -55,10 +55,17 @@ def test_a_failing_task_shows_each_retry_and_ends_with_the_attempts_used(
     # While a retry waited, the record said which try comes next and when; Celery said RETRY.
     assert {entry["attempts"] for entry in seen} >= {1, 2, 3}
     assert any(entry["celery_state"] == "RETRY" for entry in seen)
-    # Exponential backoff: the next try 2 s, 4 s, 8 s after the failed one started.
+    # Exponential backoff: the next try 2 s, 4 s, 8 s after the failed one started, exactly the
+    # pauses the page's help quotes (celery_app.fail_retry_pauses).
     waits = sorted({round(e["next_try_at"] - e["started_at"]) for e in seen})
-    assert waits == [2, 4, 8]
+    assert waits == fail_retry_pauses() == [2, 4, 8]
     assert celery_worker.log().count(f"task {task['task_num']}: attempt") == 3
+
+
+async def test_the_celery_card_quotes_the_retries_the_worker_makes(client) -> None:
+    # What the task above shows live: the second try of four comes 2 s after the first failed.
+    page = " ".join((await (await client.get("/")).text()).split())
+    assert "«попытка 2 из 4, следующая через 2 с», и паузы растут: 2, 4, 8 с" in page
 
 
 def test_a_done_task_shows_celery_state_and_return_value(api: ApiClient, celery_worker) -> None:
