@@ -12,6 +12,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # How many processes of each service `make dev` starts (the native `--scale`).
 CONSUMERS ?= 1
 WORKERS ?= 1
+APIS ?= 1
+# Several API processes share their tasks in the local Redis (common.settings.LOCAL_REDIS_STORE);
+# one API process keeps them in its memory, as in the course, unless TASK_STORE says otherwise.
+ifneq ($(APIS),1)
+export TASK_STORE ?= redis://localhost:6379/2
+endif
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 
@@ -19,7 +25,8 @@ PYTEST_ARGS ?=
 	cluster-stop clean
 
 help:
-	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N);"
+	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N"
+	@echo "              APIS=N: N API processes on :8080 sharing their tasks in Redis);"
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
@@ -92,7 +99,8 @@ dev: $(VENV)/.installed-runtime rmq redis
 	@echo "Остановить: Ctrl-C"
 	@echo "Сервисы: ./ctl status   убить consumer: ./ctl signal KILL consumer:consumer-0"
 	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
-	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS)
+	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS) \
+		--scale api=$(APIS)
 
 # Ruff's checks, then the import rules between the parts (.importlinter).
 lint: venv

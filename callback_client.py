@@ -39,7 +39,10 @@ class Outcome(enum.Enum):
     # The API refused the worker's token (401): nothing reported is recorded until the API and
     # the worker have the same CALLBACK_TOKEN. The work must wait, its message must not be lost.
     UNAUTHORIZED = "unauthorized"
-    # The API could not be reached or refused the report even after the retries.
+    # The API could not be reached, or answered 5xx (its store away, say), even after the
+    # retries: the report is not recorded, though the same report may well be later.
+    UNREACHABLE = "unreachable"
+    # The API refused the report as malformed (another 4xx): sending it again changes nothing.
     FAILED = "failed"
 
     @property
@@ -50,6 +53,12 @@ class Outcome(enum.Enum):
         is not a reason to skip: the API may just be restarting, the result still counts.
         """
         return self in (Outcome.ALREADY_FINAL, Outcome.UNKNOWN_TASK)
+
+    @property
+    def not_recorded(self) -> bool:
+        """After a final report: the result is not recorded, and the task must run again later
+        (a wrong token, or an API or store that is away), or it would stay unfinished forever."""
+        return self in (Outcome.UNAUTHORIZED, Outcome.UNREACHABLE)
 
 
 POOL_SIZE = 10  # as requests' default: more than the consumer's task threads
@@ -107,7 +116,7 @@ class StatusReporter:
             log.warning(
                 "task %s: %s report failed, worker=%s: %s", task_num, status, self.worker_id, exc
             )
-            return Outcome.FAILED
+            return Outcome.UNREACHABLE
         if response.status == 404:
             log.warning("task %s: unknown to the API, worker=%s", task_num, self.worker_id)
             return Outcome.UNKNOWN_TASK
@@ -119,6 +128,10 @@ class StatusReporter:
             log.debug("task %s: %s report refused with 401, worker=%s",
                       task_num, status, self.worker_id)
             return Outcome.UNAUTHORIZED
+        if response.status >= 500:
+            log.warning("task %s: %s report not recorded (HTTP %s after retries), worker=%s",
+                        task_num, status, response.status, self.worker_id)
+            return Outcome.UNREACHABLE
         if response.status >= 400:
             log.warning(
                 "task %s: %s report refused with HTTP %s, worker=%s",

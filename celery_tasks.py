@@ -34,9 +34,10 @@ class FailedForGood(RuntimeError):
     """A task sent with ``fail`` failed its last retry: not retried again, it ends in ERROR."""
 
 
-class ReportRefused(RuntimeError):
-    """The API refused the worker's status report (401: CALLBACK_TOKEN differs). Retried every
-    REFUSED_PAUSE for as long as it takes to fix the token, so that the task is not lost."""
+class ReportNotRecorded(RuntimeError):
+    """The API did not record the task's status report: it refused the token (CALLBACK_TOKEN
+    differs), or it (or its store) was away past the report's retries. Retried every
+    REFUSED_PAUSE for as long as that lasts, so that the task is not lost."""
 
 
 @functools.cache
@@ -76,10 +77,10 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: ob
     task_num = request.kwargs.get("task_num")
     when = reason.when
     next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
-    if isinstance(reason.exc, ReportRefused):
-        # Repeats for every task until the token is fixed: the reporter's ERROR, once a minute,
-        # says it; a line per retry would bury it, and a report would be refused again.
-        log.debug("task %r: report refused, retrying in %.0f s, worker=%s",
+    if isinstance(reason.exc, ReportNotRecorded):
+        # Repeats for every task until the token is fixed or the API is back: the reporter's
+        # own lines say why; a line per retry would bury them.
+        log.debug("task %r: report not recorded, retrying in %.0f s, worker=%s",
                   task_num, next_try_at - time.time(), reporter().worker_id)
         return
     tries = sender.tries(request)
@@ -109,11 +110,11 @@ def process_task(self: ReportingTask, task_num: int, timeout: float, fail: bool 
     # argument fails at once with the reason, instead of sleeping for a day.
     message = TaskMessage.from_dict({"task_num": task_num, "timeout": timeout, "fail": fail})
     ending = run_task(message, reporter(), work_for, redelivered=redelivered(self), **self.tries())
-    if ending is Ending.UNAUTHORIZED:
+    if ending is Ending.UNRECORDED:
         # After the consumer's pause, not the growing backoff: until its countdown ends, a
         # retried task waits unacked in this worker's memory, out of every other worker's reach.
         raise self.retry(
-            exc=ReportRefused(f"task {task_num}: the API refused the status report (401)"),
+            exc=ReportNotRecorded(f"task {task_num}: the API did not record the status report"),
             countdown=REFUSED_PAUSE,
         )
     if ending is Ending.FAILED:

@@ -18,9 +18,9 @@ from common.statuses import TaskStatus
 
 log = logging.getLogger(__name__)
 
-# A task whose reports the API refused (a wrong CALLBACK_TOKEN) goes back to its queue after this
-# pause, in either worker: it would come back at once and must not spin, and it must not be held
-# (unacked, out of other workers' reach) much longer either.
+# A task whose result the API did not record (a wrong CALLBACK_TOKEN, or the API or its store
+# away) goes back to its queue after this pause, in either worker: it would come back at once and
+# must not spin, and it must not be held (unacked, out of other workers' reach) much longer.
 REFUSED_PAUSE = 5.0
 
 
@@ -35,9 +35,10 @@ class Ending(enum.Enum):
     SKIPPED = "skipped"
     # The worker is stopping: leave the message unsettled, the broker redelivers it.
     INTERRUPTED = "interrupted"
-    # The API refused the worker's token (401), so nothing this run did would be recorded: not
-    # worked on (or its result refused). The worker puts it back for later, after a pause.
-    UNAUTHORIZED = "unauthorized"
+    # Nothing this run did was recorded: the API refused the worker's token (401), so the task
+    # was not worked on, or the API did not record its result (refused, or away past the
+    # report's retries). The worker puts it back for later, after a pause: it runs again.
+    UNRECORDED = "unrecorded"
 
 
 def run_task(
@@ -66,7 +67,7 @@ def run_task(
         # DEBUG: every task meets it until the token is fixed; the reporter's ERROR says why.
         log.debug("task %s: not started, the API refused the report, worker=%s",
                   task_num, worker_id)
-        return Ending.UNAUTHORIZED
+        return Ending.UNRECORDED
     if outcome.work_unwanted:
         log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
         return Ending.SKIPPED
@@ -79,11 +80,12 @@ def run_task(
         log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
         return Ending.FAILED
     done = reporter.report(task_num, TaskStatus.DONE, **tries)
-    if done is Outcome.UNAUTHORIZED:
-        # The token changed while the task ran: its result is not recorded, so it runs again.
-        log.info("task %s: done, but the API refused the report; back to the queue, worker=%s",
-                 task_num, worker_id)
-        return Ending.UNAUTHORIZED
+    if done.not_recorded:
+        # The token changed while the task ran, or the API (or its store) is away: its result is
+        # not recorded, so it runs again rather than stay IN_PROGRESS on the page forever.
+        log.info("task %s: done, but the API did not record it (%s); back to the queue,"
+                 " worker=%s", task_num, done.value, worker_id)
+        return Ending.UNRECORDED
     # ALREADY_FINAL: another delivery of the same message finished first (at least once), or
     # this very report was recorded and its retry, after a lost answer, heard 409.
     recorded = ", DONE already recorded" if done is Outcome.ALREADY_FINAL else ""

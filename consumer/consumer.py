@@ -19,7 +19,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
-from callback_client import Outcome, StatusReporter
+from callback_client import StatusReporter
 from common import topology
 from common.messages import InvalidField, TaskMessage
 from common.node_ring import NodeRing
@@ -178,14 +178,15 @@ class Consumer:
         if ending is Ending.FAILED:
             # No retries here: the failure is final, and the message goes to the dead letters,
             # once the API has recorded the ERROR.
-            if self._reporter.report(message.task_num, TaskStatus.ERROR) is Outcome.UNAUTHORIZED:
-                ending = Ending.UNAUTHORIZED
+            if self._reporter.report(message.task_num, TaskStatus.ERROR).not_recorded:
+                ending = Ending.UNRECORDED
             else:
                 verdict = Verdict.REJECT
                 log.warning("task %s: rejected to %s, worker=%s",
                             message.task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
-        if ending is Ending.UNAUTHORIZED:
-            # Nothing is lost while CALLBACK_TOKEN is fixed: the message goes back to the queue.
+        if ending is Ending.UNRECORDED:
+            # Nothing is lost while CALLBACK_TOKEN is fixed or the API comes back: the message
+            # goes back to the queue.
             # The pause is this task thread's; the connection's thread goes on (heartbeats).
             if not self._wait_unless_stopping(REFUSED_PAUSE):
                 return  # stopping: unsettled, the broker requeues it

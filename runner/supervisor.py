@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.settings import Settings
+from common.settings import LOCAL_REDIS_STORE, MEMORY_STORE, Settings
 from runner.polling import wait_for
 from runner.procfile import ROOT, read_procfile
 from runner.services import service_env
@@ -143,9 +143,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="write the configuration and exit, without starting anything")
     args = parser.parse_args(argv)
     try:
-        text = render(read_procfile(), parse_scale(args.scale), args.state_dir.resolve())
+        scale = parse_scale(args.scale)
+        text = render(read_procfile(), scale, args.state_dir.resolve())
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
+    if scale.get("api", 1) > 1 and Settings.from_env().task_store == MEMORY_STORE:
+        # Each process would keep tasks of its own: a page would miss half of them, and a
+        # worker's report reaching the other process would get 404.
+        parser.error(f"{scale['api']} API processes need a shared task store, not their memory:"
+                     f" TASK_STORE={LOCAL_REDIS_STORE} (make dev APIS=N sets it)")
     args.state_dir.mkdir(parents=True, exist_ok=True)
     config_path = args.state_dir / CONFIG_NAME
     config_path.write_text(text, encoding="utf-8")

@@ -107,8 +107,8 @@ def test_a_refused_celery_task_is_held_no_longer_than_the_consumers_pause(
     api = own_services.start_api(dataclasses.replace(fresh_settings, callback_token=TOKEN))
     [worker] = own_services.start_workers("celery_worker", fresh_settings)
     [task] = api.send("celery", timeout=0)
-    # Celery's own line for each retry: "Task ...[id] retry: Retry in 5s: ReportRefused(...)".
-    retry = re.compile(r"retry: Retry in (\d+(?:\.\d+)?)s: ReportRefused")
+    # Celery's own line for each retry: "Task ...[id] retry: Retry in 5s: ReportNotRecorded(...)".
+    retry = re.compile(r"retry: Retry in (\d+(?:\.\d+)?)s: ReportNotRecorded")
 
     def countdowns() -> list[float]:
         return [float(seconds) for seconds in retry.findall(worker.log())]

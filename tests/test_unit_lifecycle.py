@@ -67,7 +67,7 @@ def test_work_nobody_waits_for_is_skipped(answer: Outcome) -> None:
 
 def test_a_failed_in_progress_report_does_not_stop_the_work() -> None:
     # The API may just be restarting: the result still counts once it is back.
-    reporter, work = RecordingReporter(Outcome.FAILED), Work()
+    reporter, work = RecordingReporter(Outcome.UNREACHABLE), Work()
 
     assert run_task(TaskMessage(7, 1), reporter, work) is Ending.DONE
     assert reporter.reports[-1] == (7, TaskStatus.DONE)
@@ -110,7 +110,7 @@ def test_a_refused_token_means_no_work_and_a_message_kept_for_later() -> None:
     # The API requires a token the worker does not have: nothing it reports would be recorded.
     reporter, work = RecordingReporter(Outcome.UNAUTHORIZED), Work()
 
-    assert run_task(TaskMessage(7, 2.5), reporter, work) is Ending.UNAUTHORIZED
+    assert run_task(TaskMessage(7, 2.5), reporter, work) is Ending.UNRECORDED
     assert work.asked == []
     assert reporter.reports == [(7, TaskStatus.IN_PROGRESS)]
 
@@ -119,8 +119,16 @@ def test_a_result_the_api_refused_is_not_settled_either() -> None:
     # The token changed while the task ran: DONE is not recorded, so the task must run again.
     reporter = RecordingReporter(last_answer=Outcome.UNAUTHORIZED)
 
-    assert run_task(TaskMessage(7, 1), reporter, Work()) is Ending.UNAUTHORIZED
+    assert run_task(TaskMessage(7, 1), reporter, Work()) is Ending.UNRECORDED
     assert reporter.reports == [(7, TaskStatus.IN_PROGRESS), (7, TaskStatus.DONE)]
+
+
+def test_a_result_the_api_could_not_record_runs_again_later() -> None:
+    # The API (or its store) was away past the report's retries: the task must not be settled
+    # as done while the page still shows it IN_PROGRESS, forever.
+    reporter = RecordingReporter(last_answer=Outcome.UNREACHABLE)
+
+    assert run_task(TaskMessage(7, 1), reporter, Work()) is Ending.UNRECORDED
 
 
 def test_a_done_that_another_delivery_beat_is_logged_as_not_counted(

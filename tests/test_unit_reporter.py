@@ -48,7 +48,7 @@ def reporter_of(api: ThreadingHTTPServer, clock=None) -> StatusReporter:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [(200, Outcome.ACCEPTED), (404, Outcome.UNKNOWN_TASK), (409, Outcome.ALREADY_FINAL),
-     (401, Outcome.UNAUTHORIZED), (400, Outcome.FAILED), (503, Outcome.FAILED)],
+     (401, Outcome.UNAUTHORIZED), (400, Outcome.FAILED), (503, Outcome.UNREACHABLE)],
 )
 def test_each_answer_of_the_api_means_one_outcome(api, status: int, outcome: Outcome) -> None:
     api.status = status
