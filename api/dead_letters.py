@@ -19,12 +19,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from api.dispatch import Dispatcher
 from api.errors import ApiError, BrokerUnavailable, describe
 from api.management import ManagementClient
-from api.model import Method
 from api.publisher import AMQP_ERRORS, Publisher
 from api.store import StoreFull
 from api.validation import TaskRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,13 @@ import aiorwlock
 
 from api.celery_client import CeleryClient
 from api.errors import BrokerUnavailable
-from api.model import Method, Role, Task, WorkflowKind
+from api.model import Role, Task, WorkflowKind
 from api.publisher import Publisher
 from api.store import TaskStore
 from api.validation import TaskRequest, WorkflowRequest
 from common import topology
 from common.messages import InvalidField, TaskMessage
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from api.model import Method, Source, StatusReport, WorkflowKind
+from api.model import StatusReport, WorkflowKind
 from common.messages import (
     POSITIVE_INTEGER,
     InvalidField,
@@ -18,6 +18,7 @@ from common.messages import (
     require,
 )
 from common.statuses import TaskStatus
+from common.tasks import Method, Source
 
 E = TypeVar("E", bound=enum.StrEnum)
 T = TypeVar("T")

@@ -11,9 +11,9 @@ from api import catalogue
 from api.app_keys import dispatcher_key, settings_key, store_key
 from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
 from api.errors import ApiError
-from api.model import Method
 from api.validation import parse_blocking, parse_data_id, parse_task_form
 from common.messages import InvalidField
+from common.tasks import Method
 
 FIELD_LABELS = {
     "processing_timeout": "Время обработки",

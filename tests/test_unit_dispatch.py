@@ -11,10 +11,10 @@ import pytest
 
 from api.dispatch import IN_FLIGHT, Dispatcher, DispatchFailed
 from api.errors import BrokerUnavailable
-from api.model import Method
 from api.store import TaskNumbers, TaskStore
 from api.validation import TaskRequest
 from common.messages import TaskMessage
+from common.tasks import Method
 
 
 class FakeBroker:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method, Role, StatusReport, Task, WorkflowKind
+from api.model import Role, StatusReport, Task, WorkflowKind
 from api.store import (
     StoreFull,
     TaskNumbers,
@@ -20,6 +20,7 @@ from api.store import (
     UnknownTask,
 )
 from common.statuses import TaskStatus, can_transition
+from common.tasks import Method
 
 fast = hypothesis.settings(database=None, deadline=None, derandomize=True)
 
