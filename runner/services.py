@@ -148,7 +148,7 @@ class Services:
 
         def ready() -> bool:
             assert service.alive(), service.log()
-            health = client.session.get(client.url("/healthz"), timeout=2).json()
+            health = client.session.get(client.url(routes.HEALTHZ), timeout=2).json()
             return health["broker"] == "connected"
 
         wait_for(ready, 30, what="the api to connect to the broker")
