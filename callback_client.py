@@ -19,8 +19,10 @@ from urllib.parse import urljoin
 import urllib3
 from urllib3.util.retry import Retry
 
+from common import routes
 from common.settings import Settings
 from common.statuses import TaskStatus
+from common.tasks import Method, Source
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class StatusReporter:
     ) -> None:
         self._url = settings.callback_url
         # The JSON API lives on the same server as the callback.
-        self._orders_url = urljoin(settings.callback_url, "/api/tasks")
+        self._orders_url = urljoin(settings.callback_url, routes.TASKS)
         self._timeout = timeout
         self.worker_id = worker_id
         self._clock = clock
@@ -143,7 +145,7 @@ class StatusReporter:
 
     def order_task(self, timeout: float) -> int:
         """Ask the API for one new Celery task (Celery Beat's tick); return its number."""
-        body = {"method": "celery", "timeout": timeout, "source": "beat"}
+        body = {"method": Method.CELERY, "timeout": timeout, "source": Source.BEAT}
         response = self._post(self._orders_url, body)
         if response.status != 202:
             raise urllib3.exceptions.HTTPError(

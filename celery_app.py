@@ -1,4 +1,4 @@
-"""The Celery application: ``celery -A celery_app worker --concurrency=3`` (and ``beat``, ``flower``).
+"""The Celery application: ``celery -A celery_app worker`` (and ``beat``, ``flower``).
 
 ``celery -A celery_app`` finds ``app`` here, built from the environment like every other
 process's settings; the tasks live in ``celery_tasks``. What the API shares with the workers is
@@ -62,6 +62,8 @@ def create_worker_app(settings: Settings) -> Celery:
         # Celery's delayed delivery (the retries' countdowns, on quorum queues) set up through
         # one node instead of every node of the failover list.
         app.conf.worker_consumer = f"{__name__}:{ClusterConsumer.__name__}"
+    # As many pool processes as the consumer has task threads (Celery's default: one a CPU).
+    app.conf.worker_concurrency = topology.CONCURRENCY
     app.conf.update(
         result_backend_always_retry=True,
         # Celery's first pauses are 10 ms, 20 ms...: from half a second, a line a second or so.

@@ -7,7 +7,7 @@ from aiohttp.abc import BaseRequest
 from aiohttp.web import StreamResponse
 from aiohttp.web_log import AccessLogger
 
-from common.statuses import CALLBACK_PATH
+from common import routes
 
 # An open page asks for the first three every second or two, and every successful status
 # callback is already logged as "task N: STATUS, worker=..." by its handler: logged again here,
@@ -15,9 +15,9 @@ from common.statuses import CALLBACK_PATH
 # ..." or "sent to Celery"): its request's line would only repeat it, at a tenth of the accept
 # path's CPU time (a listing of tasks that succeeds goes unlogged with them).
 # Prometheus scrapes /metrics every few seconds: quiet too.
-QUIET_PATHS = frozenset(
-    {"/healthz", "/api/queues", "/api/events", "/api/tasks", "/metrics", CALLBACK_PATH}
-)
+QUIET_PATHS = frozenset({
+    routes.HEALTHZ, routes.QUEUES, routes.EVENTS, routes.TASKS, routes.METRICS, routes.CALLBACK
+})
 FORMAT = '%a "%r" %s %b %Tfs'
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from api import admin_api, auth, json_api, live, views
@@ -48,8 +49,8 @@ from api.redis_store import RedisTaskStore
 from api.store import MemoryTaskStore, TaskNumbers, TaskStore
 from api.workers import WorkerBoard
 from celery_config import create_celery_app
+from common import routes
 from common.settings import MEMORY_STORE, Settings
-from common.statuses import CALLBACK_PATH
 
 HERE = Path(__file__).parent
 MAX_BODY = 1024 * 1024  # bigger bodies get 413 before any handler reads them
@@ -96,24 +97,27 @@ def create_json_api(guarded: GuardedRoutes, limited: set[AbstractRoute]) -> web.
     the live stream into ``guarded``. Reading stays open.
     """
     api = web.Application(middlewares=[json_errors])
-    router = api.router
+
+    def add(method: str, path: str, handler: Handler, name: str) -> AbstractRoute:
+        # common.routes has the full paths; this application is mounted under routes.API.
+        return api.router.add_route(method, path.removeprefix(routes.API), handler, name=name)
 
     def changes_state(route: AbstractRoute) -> None:
         guarded.routes.add(route)
         limited.add(route)
 
-    changes_state(router.add_post("/tasks", json_api.create_tasks, name="create_tasks"))
-    router.add_get("/tasks", json_api.list_tasks, name="list_tasks")
-    router.add_get("/tasks/{task_num}", json_api.get_task, name="task")
-    changes_state(router.add_post("/workflows", json_api.create_workflow, name="create_workflow"))
-    router.add_get("/sync-data", json_api.sync_data, name="sync_data")
-    router.add_get("/sync-long-data", json_api.sync_long_data, name="sync_long_data")
-    guarded.routes.add(router.add_get("/events", live.task_events, name="events"))
-    router.add_get("/queues", admin_api.queues, name="queues")
-    changes_state(router.add_post("/queues/{queue}/purge", admin_api.purge_queue, name="purge_queue"))
-    router.add_get("/dead-letters", admin_api.list_dead_letters, name="dead_letters")
-    changes_state(router.add_post("/dead-letters/replay", admin_api.replay_dead_letters, name="replay"))
-    changes_state(router.add_post("/dead-letters/purge", admin_api.purge_dead_letters, name="purge"))
+    changes_state(add("POST", routes.TASKS, json_api.create_tasks, "create_tasks"))
+    add("GET", routes.TASKS, json_api.list_tasks, "list_tasks")
+    add("GET", routes.TASK, json_api.get_task, "task")
+    changes_state(add("POST", routes.WORKFLOWS, json_api.create_workflow, "create_workflow"))
+    add("GET", routes.SYNC_DATA, json_api.sync_data, "sync_data")
+    add("GET", routes.SYNC_LONG_DATA, json_api.sync_long_data, "sync_long_data")
+    guarded.routes.add(add("GET", routes.EVENTS, live.task_events, "events"))
+    add("GET", routes.QUEUES, admin_api.queues, "queues")
+    changes_state(add("POST", routes.PURGE_QUEUE, admin_api.purge_queue, "purge_queue"))
+    add("GET", routes.DEAD_LETTERS, admin_api.list_dead_letters, "dead_letters")
+    changes_state(add("POST", routes.REPLAY_DEAD_LETTERS, admin_api.replay_dead_letters, "replay"))
+    changes_state(add("POST", routes.PURGE_DEAD_LETTERS, admin_api.purge_dead_letters, "purge"))
     return api
 
 
@@ -142,12 +146,12 @@ def setup_routes(
     # Two JSON endpoints outside /api, where the course and the probes expect them. The workers'
     # callback has its own token (CALLBACK_TOKEN) and no rate limit: a refused report is a lost
     # status.
-    router.add_post(CALLBACK_PATH, with_json_errors(json_api.update_task_status), name="callback")
-    router.add_get("/healthz", with_json_errors(json_api.healthz), name="healthz")
-    router.add_get("/metrics", scrape(metrics), name="metrics")
+    router.add_post(routes.CALLBACK, with_json_errors(json_api.update_task_status), name="callback")
+    router.add_get(routes.HEALTHZ, with_json_errors(json_api.healthz), name="healthz")
+    router.add_get(routes.METRICS, scrape(metrics), name="metrics")
     # ?v=<hash> on every static URL: an open tab picks up a changed app.js at its next reload.
     router.add_static("/static/", HERE / "static", name="static", append_version=True)
-    app.add_subapp("/api/", create_json_api(guarded, limited))
+    app.add_subapp(routes.API, create_json_api(guarded, limited))
 
 
 def create_store(settings: Settings) -> TaskStore:

@@ -20,11 +20,12 @@ from api.connection import AMQP_ERRORS, BrokerConnection
 from api.dispatch import Dispatcher
 from api.errors import ApiError, BrokerUnavailable, describe
 from api.management import ManagementClient
-from api.model import Method, TaskRequest
+from api.model import TaskRequest
 from api.queues import QueueAdmin
 from api.store import StoreFull
 from common import topology
 from common.messages import InvalidField, TaskMessage
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

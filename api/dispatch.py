@@ -13,11 +13,12 @@ import aiorwlock
 
 from api.celery_client import CeleryClient
 from api.errors import BrokerUnavailable
-from api.model import Method, Role, Task, TaskRequest, WorkflowKind, WorkflowRequest
+from api.model import Role, Task, TaskRequest, WorkflowKind, WorkflowRequest
 from api.publisher import Publisher
 from api.store import TaskStore
 from common import topology
 from common.messages import InvalidField, TaskMessage
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

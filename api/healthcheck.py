@@ -8,6 +8,7 @@ whose arguments hold no spaces runs the same under Docker and Podman.
 import sys
 import urllib.request
 
+from common import routes
 from common.settings import Settings
 
 TIMEOUT = 3.0
@@ -15,7 +16,7 @@ TIMEOUT = 3.0
 
 def main() -> int:
     settings = Settings.from_env()
-    url = f"http://127.0.0.1:{settings.api_port}/healthz"
+    url = f"http://127.0.0.1:{settings.api_port}{routes.HEALTHZ}"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
             return 0 if response.status == 200 else 1

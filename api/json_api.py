@@ -16,7 +16,6 @@ from api import catalogue
 from api.app_keys import celery_key, connection_key, dispatcher_key, settings_key, store_key
 from api.auth import bearer_matches
 from api.errors import json_error
-from api.model import Method
 from api.store import TransitionNotAllowed, UnknownTask
 from api.validation import (
     decode_json_object,
@@ -28,6 +27,7 @@ from api.validation import (
     parse_task_request,
     parse_workflow_request,
 )
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,7 @@ import time
 from typing import Any
 
 from common.statuses import TaskStatus
-
-
-class Method(enum.StrEnum):
-    RMQ = "rmq"
-    CELERY = "celery"
+from common.tasks import Method, Source
 
 
 class WorkflowKind(enum.StrEnum):
@@ -26,13 +22,6 @@ class WorkflowKind(enum.StrEnum):
 class Role(enum.StrEnum):
     MEMBER = "member"
     SUMMARY = "summary"  # a chord's body: runs after every member, counts those that succeeded
-
-
-class Source(enum.StrEnum):
-    """Who asked for the task: a client of the API, or Celery Beat's schedule."""
-
-    API = "api"
-    BEAT = "beat"
 
 
 @dataclasses.dataclass

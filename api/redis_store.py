@@ -34,11 +34,12 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError, WatchError
 
 from api.errors import describe
-from api.model import Method, Task
+from api.model import Task
 from api.store import StoreFull, StoreUnavailable, TaskStore, UnknownTask
 from common.node_ring import NodeRing
 from common.settings import Settings
 from common.statuses import TaskStatus
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

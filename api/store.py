@@ -28,8 +28,9 @@ from typing import Any
 
 from api import workflows
 from api.errors import ApiError
-from api.model import Method, StatusReport, Task
+from api.model import StatusReport, Task
 from common.statuses import TaskStatus, can_transition
+from common.tasks import Method
 
 log = logging.getLogger(__name__)
 

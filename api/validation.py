@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from api.model import Method, Source, StatusReport, TaskRequest, WorkflowKind, WorkflowRequest
+from api.model import StatusReport, TaskRequest, WorkflowKind, WorkflowRequest
 from common.messages import (
     POSITIVE_INTEGER,
     InvalidField,
@@ -17,6 +17,7 @@ from common.messages import (
     require,
 )
 from common.statuses import TaskStatus
+from common.tasks import Method, Source
 
 E = TypeVar("E", bound=enum.StrEnum)
 T = TypeVar("T")

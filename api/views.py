@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import time
 from typing import Any
 
 import aiohttp_jinja2
@@ -11,28 +13,80 @@ from api import catalogue
 from api.app_keys import dispatcher_key, settings_key, store_key
 from api.catalogue import ITEMS, LONG_REQUEST_SECONDS
 from api.errors import ApiError
-from api.model import Method
+from api.live import SNAPSHOT_SIZE
+from api.model import Role, WorkflowKind
 from api.validation import parse_blocking, parse_data_id, parse_task_form
 from celery_config import FAIL_RETRIES, fail_retry_pauses
+from common import routes, topology
 from common.messages import InvalidField
+from common.statuses import FINAL_STATUSES, TaskStatus
+from common.tasks import Method, Source
 
+# A field as the page names it, by the form's input; "body" is the JSON API's whole request.
 FIELD_LABELS = {
     "processing_timeout": "Время обработки",
     "count": "Количество задач",
     "routing_key": "Ключ маршрутизации",
     "data_id": "data_id",
+    "body": "Запрос",
 }
+# The JSON API's field names that the page's form names otherwise.
+FORM_FIELDS = {"timeout": "processing_timeout"}
 METHOD_LABELS = {Method.RMQ: "RabbitMQ", Method.CELERY: "Celery"}
-FORM_NAMES = {Method.RMQ: "rmq", Method.CELERY: "celery"}
+WORKFLOW_LABELS = {WorkflowKind.CHAIN: "цепочка", WorkflowKind.GROUP: "группа",
+                   WorkflowKind.CHORD: "аккорд"}
+
+
+def _names(kind: type[enum.StrEnum]) -> dict[str, str]:
+    return {member.name: member.value for member in kind}
+
+
+# What the page's script calls things, rendered into the page (app.js reads it once): the
+# server's own names, so that the script spells no path, status or label of its own.
+PAGE_CONFIG = {
+    "routes": {
+        "tasks": routes.TASKS,
+        "task": routes.TASK,
+        "workflows": routes.WORKFLOWS,
+        "events": routes.EVENTS,
+        "queues": routes.QUEUES,
+        "dead_letters": routes.DEAD_LETTERS,
+        "replay_dead_letters": routes.REPLAY_DEAD_LETTERS,
+        "purge_dead_letters": routes.PURGE_DEAD_LETTERS,
+        "healthz": routes.HEALTHZ,
+    },
+    "statuses": _names(TaskStatus),
+    "final_statuses": sorted(FINAL_STATUSES),
+    "methods": _names(Method),
+    "sources": _names(Source),
+    "roles": _names(Role),
+    "method_labels": METHOD_LABELS,
+    "workflow_labels": WORKFLOW_LABELS,
+    "field_labels": FIELD_LABELS,
+    "form_fields": FORM_FIELDS,
+    # Rows the table keeps: as many as a page gets when its live stream (re)connects.
+    "table_size": SNAPSHOT_SIZE,
+}
 
 
 async def render_home(request: web.Request, status: int = 200, **context: Any) -> web.Response:
     settings = request.app[settings_key]
     base = {
-        "tasks": await request.app[store_key].recent(50),
+        "tasks": await request.app[store_key].recent(SNAPSHOT_SIZE),
+        "now": time.time(),  # for the running tasks' and the retries' seconds
+        "page_config": PAGE_CONFIG,
+        # The names the page shows, as every part spells them.
+        "routes": routes,
+        "topology": topology,
+        "statuses": TaskStatus,
+        "methods": Method,
+        "sources": Source,
+        "roles": Role,
+        "workflow_kinds": WorkflowKind,
+        "method_labels": METHOD_LABELS,
+        "workflow_labels": WORKFLOW_LABELS,
         "catalogue": ITEMS,
         "long_seconds": LONG_REQUEST_SECONDS,
-        "method_labels": METHOD_LABELS,
         "management_url": settings.rmq_management_public_url,
         "flower_url": settings.flower_public_url,
         "beat_interval": settings.beat_interval,
@@ -107,7 +161,7 @@ async def _send_form(request: web.Request, method: Method) -> web.Response:
     form = await request.post()
     values = {name: form.get(name, "") for name in ("processing_timeout", "count", "routing_key")}
     values["fail"] = "fail" in form
-    form_name = FORM_NAMES[method]
+    form_name = str(method)  # the form's data-form, as the script sends it
     try:
         task_request = parse_task_form(method, {k: str(v) for k, v in form.items()})
     except InvalidField as exc:

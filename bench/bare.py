@@ -10,6 +10,8 @@ import sys
 
 from aiohttp import web
 
+from common import routes
+
 
 async def accept(request: web.Request) -> web.Response:
     await request.read()
@@ -22,8 +24,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 def main() -> None:
     app = web.Application()
-    app.router.add_post("/api/tasks", accept)
-    app.router.add_get("/healthz", healthz)
+    app.router.add_post(routes.TASKS, accept)
+    app.router.add_get(routes.HEALTHZ, healthz)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 

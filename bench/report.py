@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common import topology
+
 Results = dict[str, Any]
 
-# Every consumer runs three task threads, every Celery worker three pool processes.
-SLOTS_PER_WORKER = 3
+# Every consumer's task threads, every Celery worker's pool processes.
+SLOTS_PER_WORKER = topology.CONCURRENCY
 WORKER_COUNTS = (1, 2, 4)
 SCALING = "scaling"  # the keys of the scaling targets start with it
 
@@ -142,7 +144,7 @@ def markdown(results: Results) -> str:
         rows.append((
             label,
             " / ".join(f"{rates[n]:.2f}" for n in sorted(rates)),
-            " / ".join(f"{ideal_rate(n):g}" for n in sorted(rates)) + " (идеал 3·N)",
+            " / ".join(f"{ideal_rate(n):g}" for n in sorted(rates)) + f" (идеал {SLOTS_PER_WORKER}·N)",
             " / ".join(_percent(percents[n]) for n in sorted(rates)),
             "≥ 95 % " + ("✓" if all(p >= 95 for p in percents.values()) else "✗"),
         ))
@@ -188,7 +190,7 @@ def plot(results: Results, path: Path) -> None:
     for method, style in (("rmq", "o-"), ("celery", "s-")):
         rates = {int(n): rate for n, rate in results["scaling"][method].items()}
         right.plot(sorted(rates), [rates[n] for n in sorted(rates)], style, label=method)
-    right.plot(WORKER_COUNTS, [ideal_rate(n) for n in WORKER_COUNTS], "k--", label="идеал 3·N")
+    right.plot(WORKER_COUNTS, [ideal_rate(n) for n in WORKER_COUNTS], "k--", label=f"идеал {SLOTS_PER_WORKER}·N")
     right.set_xticks(WORKER_COUNTS)
     right.set_xlabel("воркеров (consumer или Celery worker)")
     right.set_ylabel("задач по 1 с в секунду")

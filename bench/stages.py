@@ -23,7 +23,10 @@ import requests
 
 from bench import raw, wrk
 from bench.report import ideal_rate
+from common import routes, topology
 from common.settings import Settings
+from common.statuses import TaskStatus
+from common.tasks import Method
 from runner import proc
 from runner.broker import scratch_vhost
 from runner.client import ApiClient
@@ -31,9 +34,6 @@ from runner.polling import wait_for
 from runner.services import QUICK_START, Service, Services, demo_settings, free_port, service_env
 
 log = logging.getLogger(__name__)
-
-FINAL = ("DONE", "ERROR")
-
 
 @dataclasses.dataclass
 class Demo:
@@ -80,7 +80,7 @@ def bare_handler() -> Iterator[tuple[str, int]]:
 
             def ready() -> bool:
                 assert service.alive(), service.log()
-                return requests.get(f"{url}/healthz", timeout=2).ok
+                return requests.get(f"{url}{routes.HEALTHZ}", timeout=2).ok
 
             wait_for(ready, 20, what="the bare handler to listen")
             yield url, service.pid
@@ -88,8 +88,12 @@ def bare_handler() -> Iterator[tuple[str, int]]:
             service.stop()
 
 
-def task_body(method: str, timeout: float = 0, count: int = 1) -> dict[str, Any]:
+def task_body(method: Method, timeout: float = 0, count: int = 1) -> dict[str, Any]:
     return {"method": method, "timeout": timeout, "count": count}
+
+
+def is_final(task: dict[str, Any]) -> bool:
+    return TaskStatus(task["status"]).is_final
 
 
 def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
@@ -118,7 +122,7 @@ def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
     beside publishing alone. No workers run: the stage measures accepting, nothing else."""
     figures = {}
     with bare_handler() as (url, pid):
-        figures["bare"] = load(f"{url}/api/tasks", '{"method": "rmq", "timeout": 0}', pid,
+        figures["bare"] = load(f"{url}{routes.TASKS}", json.dumps(task_body(Method.RMQ)), pid,
                                "bare handler", connections, seconds)
     # Unfinished tasks are never dropped: room for all of them, or the store would answer 503.
     with bench.demo(task_store_limit=10_000_000) as demo:
@@ -128,20 +132,20 @@ def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
         figures["publish"] = dataclasses.asdict(published)
         log.info("publishing alone: %.0f msg/s, p50 %.1f ms, p99 %.1f ms",
                  published.rate, published.p50_ms, published.p99_ms)
-        for method in ("rmq", "celery"):
-            figures[method] = load(demo.api.url("/api/tasks"), json.dumps(task_body(method)),
+        for method in Method:
+            figures[method] = load(demo.api.url(routes.TASKS), json.dumps(task_body(method)),
                                    demo.api.service.pid, f"accept {method}", connections, seconds)
     return figures
 
 
-async def send_tasks(base_url: str, method: str, timeout: float, total: int, batch: int,
+async def send_tasks(base_url: str, method: Method, timeout: float, total: int, batch: int,
                      in_flight: int = 8) -> list[int]:
     """``total`` tasks in requests of ``batch``, ``in_flight`` requests at a time; their numbers."""
     slots = asyncio.Semaphore(in_flight)
     numbers: list[int] = []
 
     async def one(session: aiohttp.ClientSession, count: int) -> None:
-        async with slots, session.post(f"{base_url}/api/tasks",
+        async with slots, session.post(f"{base_url}{routes.TASKS}",
                                        json=task_body(method, timeout, count)) as response:
             assert response.status == 202, await response.text()
             numbers.extend(task["task_num"] for task in (await response.json())["tasks"])
@@ -163,13 +167,13 @@ def wait_finished(api: ApiClient, numbers: list[int], timeout: float) -> list[di
     watched = [*numbers[step - 1::step], numbers[-1]]
 
     def all_finished() -> list[dict] | None:
-        while watched and api.task(watched[0])["status"] in FINAL:
+        while watched and is_final(api.task(watched[0])):
             watched.pop(0)
         if watched:
             return None
         tasks = [api.task(number) for number in numbers]
         # One of the steps' neighbours still running: watch those too.
-        watched.extend(task["task_num"] for task in tasks if task["status"] not in FINAL)
+        watched.extend(task["task_num"] for task in tasks if not is_final(task))
         return None if watched else tasks
 
     return wait_for(all_finished, timeout, interval=0.1, what=f"{len(numbers)} tasks to finish")
@@ -182,7 +186,7 @@ def completion_rate(tasks: list[dict]) -> float:
     return len(tasks) / (last - first)
 
 
-def run_tasks(demo: Demo, method: str, timeout: float, total: int, batch: int,
+def run_tasks(demo: Demo, method: Method, timeout: float, total: int, batch: int,
               wait: float) -> float:
     """Send ``total`` tasks and wait for them all; their completion rate."""
     numbers = asyncio.run(send_tasks(demo.api.base_url, method, timeout, total, batch))
@@ -196,12 +200,12 @@ def end_to_end(bench: Bench, tasks: int, in_flight: int) -> dict[str, float]:
         figures["raw"] = asyncio.run(raw.round_trip(demo.settings.rmq_url, tasks, in_flight))
         log.info("broker round trip without the API: %.0f msg/s", figures["raw"])
         demo.start_workers("consumer", 1)
-        figures["rmq"] = run_tasks(demo, "rmq", 0, tasks, batch=100, wait=300)
-        log.info("end to end rmq, 1 consumer: %.0f tasks/s", figures["rmq"])
+        figures[Method.RMQ] = run_tasks(demo, Method.RMQ, 0, tasks, batch=100, wait=300)
+        log.info("end to end rmq, 1 consumer: %.0f tasks/s", figures[Method.RMQ])
     with bench.demo() as demo:
         demo.start_workers("celery_worker", 1)
-        figures["celery"] = run_tasks(demo, "celery", 0, tasks, batch=100, wait=300)
-        log.info("end to end celery, 1 worker: %.0f tasks/s", figures["celery"])
+        figures[Method.CELERY] = run_tasks(demo, Method.CELERY, 0, tasks, batch=100, wait=300)
+        log.info("end to end celery, 1 worker: %.0f tasks/s", figures[Method.CELERY])
     return figures
 
 
@@ -209,7 +213,7 @@ def scaling(bench: Bench, rounds: int, counts: tuple[int, ...]) -> dict[str, dic
     """One-second tasks through 1, 2, 4 workers: ``rounds`` tasks for every slot, so that the
     last, partly filled round is a small part of the whole."""
     figures: dict[str, dict[str, float]] = {}
-    for method, kind in (("rmq", "consumer"), ("celery", "celery_worker")):
+    for method, kind in ((Method.RMQ, "consumer"), (Method.CELERY, "celery_worker")):
         figures[method] = {}
         with bench.demo() as demo:
             running = 0
@@ -228,11 +232,11 @@ async def worst_healthz(base_url: str, blocking: bool) -> float:
     """The slowest ``/healthz`` answer (ms) while a 7-second long request is being served."""
     latencies = []
     async with aiohttp.ClientSession() as session:
-        long_url = f"{base_url}/api/sync-long-data?data_id=12&blocking={int(blocking)}"
+        long_url = f"{base_url}{routes.SYNC_LONG_DATA}?data_id=12&blocking={int(blocking)}"
         long_request = asyncio.create_task(session.get(long_url))
         while not long_request.done():
             started = time.perf_counter()
-            async with session.get(f"{base_url}/healthz") as response:
+            async with session.get(f"{base_url}{routes.HEALTHZ}") as response:
                 assert response.status == 200
             latencies.append((time.perf_counter() - started) * 1000)
             await asyncio.sleep(0.05)
@@ -262,11 +266,11 @@ def memory(bench: Bench, total: int, batch: int) -> dict[str, float]:
         limit = demo.settings.task_store_limit
         pid = demo.api.service.pid
         figures = {"store_limit": limit, "accepted": total, "started_mib": proc.memory_mib(pid)}
-        purge_url = demo.api.url("/api/queues/test_direct/purge")
+        purge_url = demo.api.url(routes.PURGE_QUEUE.format(queue=topology.QUEUE))
         sent = 0
         while sent < total:
             fill = min(limit, total - sent)
-            asyncio.run(send_tasks(demo.api.base_url, "rmq", 0, fill, batch, in_flight=4))
+            asyncio.run(send_tasks(demo.api.base_url, Method.RMQ, 0, fill, batch, in_flight=4))
             sent += fill
             if sent == limit:
                 figures["full_mib"] = proc.memory_mib(pid)

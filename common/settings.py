@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from common.statuses import CALLBACK_PATH
-from common.topology import QUEUE_TYPES
+from common import routes
+from common.topology import CLASSIC, QUEUE_TYPES
 
 DEFAULT_RMQ_URL = "amqp://student:qwerty@localhost:5672/"
 # RMQ_URL and RMQ_MANAGEMENT_URL may list several nodes of one cluster, as Celery's broker_url
@@ -44,10 +44,10 @@ class Settings:
     rmq_url: str = _env("RMQ_URL", default=DEFAULT_RMQ_URL, repr=False)
     # "classic" keeps the course's lesson as it is; "quorum" replicates the demo's queues over
     # the nodes of a cluster (Raft), so that losing one node loses no message.
-    rmq_queue_type: str = _env("RMQ_QUEUE_TYPE", default="classic")
+    rmq_queue_type: str = _env("RMQ_QUEUE_TYPE", default=CLASSIC)
     # Where workers POST status reports. API_URL is the course's name for it; inside Docker the
     # host is the api service's name.
-    callback_url: str = _env("API_URL", default=f"http://localhost:8080{CALLBACK_PATH}")
+    callback_url: str = _env("API_URL", default=f"http://localhost:8080{routes.CALLBACK}")
     api_host: str = _env("API_HOST", default="0.0.0.0")
     api_port: int = _env("API_PORT", default=8080)
     # Empty means callbacks are open, as in the course; set it to require a bearer token.

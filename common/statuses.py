@@ -1,11 +1,8 @@
-"""Task statuses, the one rule about which status may follow which, and where workers report them."""
+"""Task statuses, and the one rule about which status may follow which."""
 
 from __future__ import annotations
 
 import enum
-
-# The course's callback: workers POST {"task_num", "task_status", "worker_id"} here.
-CALLBACK_PATH = "/update_task_status_api/"
 
 
 class TaskStatus(enum.StrEnum):

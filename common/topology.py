@@ -22,7 +22,11 @@ PROCESS_TASK = "celery_tasks.process_task"
 SUMMARY_TASK = "celery_tasks.summarize"  # a chord's body
 BEAT_TASK = "celery_tasks.beat_tick"  # what Celery Beat sends on its schedule
 
-PREFETCH_COUNT = 3
+# Tasks one worker runs at once: the consumer's task threads, a Celery worker's pool processes.
+CONCURRENCY = 3
+# Unacked messages the broker hands the consumer: one for each of its task threads, so that the
+# rest of the queue stays with the broker for other consumers.
+PREFETCH_COUNT = CONCURRENCY
 
 # The queue types RMQ_QUEUE_TYPE may name.
 CLASSIC = "classic"

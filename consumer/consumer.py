@@ -57,7 +57,7 @@ class Consumer:
         self._nodes = NodeRing(pika.URLParameters(url) for url in settings.rmq_urls)
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
-            max_workers=topology.PREFETCH_COUNT, thread_name_prefix="task"
+            max_workers=topology.CONCURRENCY, thread_name_prefix="task"
         )
 
     @property
@@ -109,7 +109,7 @@ class Consumer:
         try:
             self._channel = channel = connection.channel()
             declare_topology(channel, self._settings.rmq_queue_type)
-            # At most 3 unacked messages at a time: the broker gives the rest to other consumers.
+            # At most PREFETCH_COUNT unacked messages at a time: the rest go to other consumers.
             channel.basic_qos(prefetch_count=topology.PREFETCH_COUNT)
             channel.basic_consume(topology.QUEUE, self._on_message)
         except BaseException:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from common import routes
+from common.statuses import TaskStatus
 from runner.polling import wait_for
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ class ApiClient:
 
     def send(self, method: str, timeout: float, count: int = 1, fail: bool = False) -> list[dict]:
         response = self.session.post(
-            self.url("/api/tasks"),
+            self.url(routes.TASKS),
             json={"method": method, "timeout": timeout, "count": count, "fail": fail},
             timeout=30,
         )
@@ -35,7 +37,7 @@ class ApiClient:
         return response.json()["tasks"]
 
     def task(self, task_num: int) -> dict:
-        response = self.session.get(self.url(f"/api/tasks/{task_num}"), timeout=10)
+        response = self.session.get(self.url(routes.TASK.format(task_num=task_num)), timeout=10)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -44,6 +46,6 @@ class ApiClient:
 
         def all_final() -> list[dict] | None:
             tasks = [self.task(n) for n in task_nums]
-            return tasks if all(t["status"] in ("DONE", "ERROR") for t in tasks) else None
+            return tasks if all(TaskStatus(t["status"]).is_final for t in tasks) else None
 
         return wait_for(all_final, timeout, interval=0.2, what=f"tasks {task_nums} to finish")

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from common import topology
+from common import routes, topology
 from common.settings import Settings
-from common.statuses import CALLBACK_PATH
 from runner.broker import queue_state, with_vhost
 from runner.client import ApiClient
 from runner.polling import wait_for
@@ -97,7 +96,7 @@ def demo_settings(base_settings: Settings, vhost: str, state_dir: Path) -> Setti
         rmq_url=with_vhost(base_settings.rmq_url, vhost),
         api_host="127.0.0.1",
         api_port=port,
-        callback_url=f"http://127.0.0.1:{port}{CALLBACK_PATH}",
+        callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
         task_counter_path=str(state_dir / "task_counter"),
         log_level="INFO",
     )
@@ -149,7 +148,7 @@ class Services:
 
         def ready() -> bool:
             assert service.alive(), service.log()
-            health = client.session.get(client.url("/healthz"), timeout=2).json()
+            health = client.session.get(client.url(routes.HEALTHZ), timeout=2).json()
             return health["broker"] == "connected"
 
         wait_for(ready, 30, what="the api to connect to the broker")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from ruamel.yaml import YAML
 
-from common import topology
+from common import routes, topology
 from common.settings import Settings
 from rmq import definitions as rmq_definitions
 from runner.procfile import read_procfile
@@ -336,6 +336,16 @@ def test_python_services_read_only_variables_that_settings_knows(
         assert set(environment) <= known, name
         # Every default is one the services accept.
         Settings.from_env(environment_defaults(environment))
+
+
+def test_workers_report_to_the_path_the_api_serves(compose: dict[str, Any]) -> None:
+    # The compose file cannot import common/routes.py: its API_URL spells the callback's path.
+    for name in PYTHON_SERVICES:
+        for service in (name, name + COPY_SUFFIX):
+            environment = environment_defaults(compose["services"][service]["environment"],
+                                               ("", CLUSTER_VARIABLE_PREFIX))
+            callback_url = Settings.from_env(environment).callback_url
+            assert urlsplit(callback_url).path == routes.CALLBACK, service
 
 
 def test_python_services_share_one_image(compose: dict[str, Any]) -> None:

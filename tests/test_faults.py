@@ -18,9 +18,9 @@ import redis
 
 from api.app import create_app
 from api.app_keys import store_key
-from api.model import Method
 from common import topology
 from common.statuses import TaskStatus
+from common.tasks import Method
 from runner.broker import queue_state
 from runner.polling import wait_for
 from runner.services import free_port

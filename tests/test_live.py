@@ -23,11 +23,12 @@ from api.app import create_app
 from api.app_keys import events_key
 from api.dead_letters import dead_letter, shown
 from api.events import TaskEvents, TooManyStreams
-from api.model import Method, Task
+from api.model import Task
 from api.workers import WorkerBoard
 from common import topology
 from common.settings import Settings
 from common.statuses import TaskStatus
+from common.tasks import Method
 from runner import proc
 from runner.broker import purge, queue_state
 from runner.client import ApiClient

@@ -19,7 +19,7 @@ import redis.asyncio as redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method, Role, StatusReport, Task, WorkflowKind
+from api.model import Role, StatusReport, Task, WorkflowKind
 from api.redis_store import RedisTaskStore
 from api.store import (
     MemoryTaskStore,
@@ -32,6 +32,7 @@ from api.store import (
 )
 from common.settings import LOCAL_REDIS_STORE, Settings
 from common.statuses import TaskStatus, can_transition
+from common.tasks import Method
 from runner.polling import wait_for
 
 NewStore = Callable[..., Awaitable[TaskStore]]

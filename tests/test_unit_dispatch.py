@@ -11,9 +11,10 @@ import pytest
 
 from api.dispatch import IN_FLIGHT, Dispatcher, DispatchFailed
 from api.errors import BrokerUnavailable
-from api.model import Method, TaskRequest
+from api.model import TaskRequest
 from api.store import MemoryTaskStore, TaskNumbers
 from common.messages import TaskMessage
+from common.tasks import Method
 
 
 class FakeBroker:

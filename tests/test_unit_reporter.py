@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from callback_client import REFUSED_LOG_EVERY, Outcome, StatusReporter
+from common import routes
 from common.settings import Settings
-from common.statuses import CALLBACK_PATH, TaskStatus
+from common.statuses import TaskStatus
 
 
 class FixedAnswer(BaseHTTPRequestHandler):
@@ -40,7 +41,7 @@ def api() -> Iterator[ThreadingHTTPServer]:
 
 
 def reporter_of(api: ThreadingHTTPServer, clock=None) -> StatusReporter:
-    settings = Settings(callback_url=f"http://127.0.0.1:{api.server_port}{CALLBACK_PATH}")
+    settings = Settings(callback_url=f"http://127.0.0.1:{api.server_port}{routes.CALLBACK}")
     options = {"clock": clock} if clock else {}
     return StatusReporter(settings, "test@host:1", retries=0, **options)
 

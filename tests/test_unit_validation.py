@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.model import Method, StatusReport, TaskRequest
+from api.model import StatusReport, TaskRequest
 from api.validation import (
     MAX_BATCH,
     MAX_ROUTING_KEY,
@@ -23,6 +23,7 @@ from api.validation import (
 )
 from common.messages import InvalidField
 from common.statuses import TaskStatus
+from common.tasks import Method
 
 fast = hypothesis.settings(database=None, deadline=None, derandomize=True)
 

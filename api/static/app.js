@@ -4,27 +4,26 @@
 // Plain JavaScript, no build step. Everything that came from a user or a message is inserted as
 // text (textContent), never as HTML: a task body like "<img onerror=...>" stays harmless text.
 
-const TABLE_SIZE = 100; // rows kept, as many as the server's snapshot holds
+// The server's names for the paths, statuses and labels the page uses (PAGE_CONFIG in
+// api/views.py), rendered into the page: the script spells none of them itself.
+const CONFIG = JSON.parse(document.body.dataset.config);
+const ROUTES = CONFIG.routes;
+const STATUS = CONFIG.statuses;
+const METHOD = CONFIG.methods;
+const SOURCE = CONFIG.sources;
+const ROLE = CONFIG.roles;
+const METHOD_LABELS = CONFIG.method_labels;
+const WORKFLOW_LABELS = CONFIG.workflow_labels;
+const FIELD_LABELS = CONFIG.field_labels; // by the form's input names
+const FORM_FIELDS = CONFIG.form_fields; // the JSON API's field names the form calls otherwise
+const TABLE_SIZE = CONFIG.table_size; // rows kept, as many as the server's snapshot holds
+
 const QUEUES_EVERY_MS = 2000;
 const PING_EVERY_MS = 500;
 const PING_TIMEOUT_MS = 1000;
 const STALLED_AFTER_MS = 1500; // no answer for this long: the heartbeat turns red
 const RECONNECT_MS = 3000; // only if the stream failed for good: EventSource retries by itself
 const REFUSED_RETRY_MS = 30000; // the server refused the stream (too many pages): wait longer
-
-const METHOD_LABELS = { rmq: "RabbitMQ", celery: "Celery" };
-const FIELD_LABELS = {
-  timeout: "Время обработки",
-  count: "Количество задач",
-  routing_key: "Ключ маршрутизации",
-  data_id: "data_id",
-  body: "Запрос",
-};
-// The JSON API names the processing time "timeout"; the page's form (and its plain POST) name it
-// "processing_timeout".
-const FORM_FIELDS = { timeout: "processing_timeout" };
-const REDELIVERED_TITLE =
-  "Брокер доставил сообщение ещё раз: прошлый исполнитель не успел подтвердить его (ack)";
 
 // ------------------------------------------------------------------ small helpers
 
@@ -77,7 +76,7 @@ async function fetchJson(url, options = {}) {
 }
 
 function errorText(data) {
-  const label = FIELD_LABELS[data.field];
+  const label = FIELD_LABELS[FORM_FIELDS[data.field] || data.field];
   // A bad field comes with a Russian message_ru; the page names the field as its form does.
   if (label && data.message_ru) return `${label}: ${data.message_ru}`;
   // Other errors a person can act on (a refused Origin, a full store) say it in Russian too.
@@ -87,9 +86,18 @@ function errorText(data) {
 
 // ------------------------------------------------------------------ task table
 
+/**
+ * The task table. The server draws its rows (api/templates/task_row.html): the ones the page
+ * opens with, and in <template id="task-row"> one with every optional part. For each task the
+ * stream brings, the script clones that one, removes the parts the task lacks and fills in the
+ * values: it writes no markup and no words of a row.
+ */
 class TaskTable {
-  constructor(body) {
+  constructor(body, rowTemplate, emptyTemplate) {
     this.body = body;
+    this.prototype = rowTemplate.content.firstElementChild;
+    this.emptyRow = emptyTemplate.content.firstElementChild;
+    for (const row of body.querySelectorAll("tr[data-task]")) linkToCeleryView(row);
   }
 
   /** The snapshot: every row anew, newest first. */
@@ -119,101 +127,108 @@ class TaskTable {
   }
 
   showEmpty() {
-    if (this.body.rows.length) return;
-    const text = "Задач пока нет: отправьте первую через Celery или RabbitMQ.";
-    this.body.append(
-      el("tr", { class: "empty-row" }, el("td", { colspan: 6, class: "empty" }, text)),
-    );
+    if (!this.body.rows.length) this.body.append(this.emptyRow.cloneNode(true));
   }
 
   row(task, fresh) {
-    // A Celery task's number opens "the task through Celery's eyes" below the table.
-    const number = el("td", {}, task.method === "celery"
-      ? el("button", { type: "button", class: "link", "data-celery-task": task.task_num },
-        String(task.task_num))
-      : String(task.task_num));
-    for (const mark of taskMarks(task)) number.append(" ", mark);
-    const durationCell = el("td", {}, task.duration === null ? "—" : seconds(task.duration));
-    if (task.status === "IN_PROGRESS") {
-      durationCell.dataset.since = task.created_at; // ticked every second by main()
-      tickDuration(durationCell);
+    const row = this.prototype.cloneNode(true);
+    Object.assign(row.dataset, { task: task.task_num, status: task.status, method: task.method });
+    if (fresh) row.classList.add("fresh");
+    const parts = rowParts(task);
+    for (const part of row.querySelectorAll("[data-part]")) {
+      if (!parts[part.dataset.part]) part.remove();
     }
-    const status = el("td", {}, el("span", { class: `status status-${task.status}` }, task.status));
-    if (task.redeliveries) {
-      const times = task.redeliveries > 1 ? ` ×${task.redeliveries}` : "";
-      status.append(" ", el("small", { class: "redelivered", title: REDELIVERED_TITLE },
-        `доставлена повторно${times}`));
+    const values = rowValues(task);
+    for (const slot of row.querySelectorAll("[data-value]")) {
+      const value = values[slot.dataset.value];
+      slot.replaceChildren(...(Array.isArray(value) ? value : [String(value)]));
     }
-    const tries = triesNote(task);
-    if (tries) status.append(" ", tries);
-    if (task.note) status.append(" ", el("small", { class: "note" }, task.note));
-    return el(
-      "tr",
-      { "data-task": task.task_num, "data-status": task.status, class: fresh ? "fresh" : null },
-      number,
-      el("td", {}, badge(task.method)),
-      status,
-      el("td", { class: "worker" }, ...breakAfterAt(workerName(task))),
-      el("td", {}, clockTime(task.created_at)),
-      durationCell,
-    );
+    row.querySelector(".badge").classList.add(`badge-${task.method}`);
+    row.querySelector(".status").classList.add(`status-${task.status}`);
+    const workflow = row.querySelector(".workflow");
+    if (workflow) workflow.title += task.workflow_id; // after the prototype's "workflow "
+    const retry = row.querySelector("[data-next-try]");
+    if (retry) retry.dataset.nextTry = task.next_try_at; // ticked every second by main()
+    const running = row.querySelector("[data-since]");
+    if (running) running.dataset.since = task.created_at; // ticked every second by main()
+    linkToCeleryView(row);
+    return row;
   }
 }
 
-const WORKFLOW_LABELS = { chain: "цепочка", group: "группа", chord: "аккорд" };
-
-/** Small labels beside a task's number: replay, Beat, its place in a Celery workflow. */
-function taskMarks(task) {
-  const marks = [];
-  if (task.replay_of) marks.push(el("small", { class: "replay" }, `повтор №${task.replay_of}`));
-  if (task.source === "beat") marks.push(el("small", { class: "beat" }, "по расписанию"));
-  if (task.workflow_kind) {
-    let text = WORKFLOW_LABELS[task.workflow_kind];
-    if (task.role === "summary") text += " · итог";
-    if (task.parent) text += ` · после №${task.parent}`;
-    marks.push(el("small", { class: "workflow", title: `workflow ${task.workflow_id}` }, text));
-  }
-  return marks;
+/** Which optional parts of a row (data-part in task_row.html) a task has: the same conditions. */
+function rowParts(task) {
+  const running = task.status === STATUS.IN_PROGRESS;
+  const pending = task.status === STATUS.PENDING;
+  return {
+    replay: Boolean(task.replay_of),
+    beat: task.source === SOURCE.BEAT,
+    workflow: Boolean(task.workflow_kind),
+    summary: task.role === ROLE.SUMMARY,
+    after: Boolean(task.parent),
+    redelivered: task.redeliveries > 0,
+    times: task.redeliveries > 1,
+    retry: Boolean(task.next_try_at),
+    "tries-used": !task.next_try_at && task.status === STATUS.ERROR && task.attempts > 1,
+    note: Boolean(task.note),
+    worker: Boolean(task.worker_id),
+    "no-worker-yet": pending && !task.worker_id,
+    "worker-unknown": !pending && !task.worker_id,
+    running,
+    took: !running && task.duration !== null,
+    "no-duration": !running && task.duration === null,
+  };
 }
 
-/** Celery's retries: the countdown to the next try, or how many tries a task used. */
-function triesNote(task) {
-  if (task.next_try_at) {
-    const note = el("small", { class: "tries" });
-    note.dataset.nextTry = task.next_try_at;
-    note.dataset.attempt = task.attempts + 1;
-    note.dataset.of = task.max_attempts;
-    tickRetry(note);
-    return note;
-  }
-  if (task.status === "ERROR" && task.attempts > 1) {
-    return el("small", { class: "tries" }, `после ${task.attempts} попыток`);
-  }
-  return null;
+/** What goes into a row's data-value slots; only the kept parts' slots are read. */
+function rowValues(task) {
+  return {
+    task_num: task.task_num,
+    replay_of: task.replay_of,
+    workflow_kind: WORKFLOW_LABELS[task.workflow_kind],
+    parent: task.parent,
+    method: METHOD_LABELS[task.method],
+    status: task.status,
+    redeliveries: task.redeliveries,
+    attempt: task.attempts + 1,
+    max_attempts: task.max_attempts,
+    wait: secondsUntil(task.next_try_at),
+    attempts: task.attempts,
+    note: task.note,
+    worker_id: breakAfterAt(task.worker_id ?? ""),
+    created_at: clockTime(task.created_at),
+    elapsed: secondsSince(task.created_at),
+    duration: task.duration?.toFixed(1),
+  };
 }
 
+/** A Celery task's number opens "the task through Celery's eyes" below the table. It works only
+ * with the script, so the script makes it a button, on the server's rows too. */
+function linkToCeleryView(row) {
+  if (row.dataset.method !== METHOD.CELERY) return;
+  const number = row.querySelector("[data-value=task_num]");
+  number.replaceChildren(el("button", { type: "button", class: "link",
+    "data-celery-task": row.dataset.task }, number.textContent));
+}
+
+const secondsSince = (time) => Math.max(0, Date.now() / 1000 - time).toFixed(0);
+const secondsUntil = (time) => Math.max(0, time - Date.now() / 1000).toFixed(0);
+
+/** A retry's countdown to its next try. */
 function tickRetry(note) {
-  const left = Math.max(0, Number(note.dataset.nextTry) - Date.now() / 1000);
-  note.textContent =
-    `попытка ${note.dataset.attempt} из ${note.dataset.of}, следующая через ${left.toFixed(0)} с`;
+  note.querySelector("[data-value=wait]").textContent = secondsUntil(Number(note.dataset.nextTry));
 }
 
-/** Who reported on the task; the course's own workers send no worker_id. */
-function workerName(task) {
-  if (task.worker_id) return task.worker_id;
-  return task.status === "PENDING" ? "—" : "неизвестен";
+/** A running task's time in the system so far (queued + working). */
+function tickDuration(running) {
+  running.querySelector("[data-value=elapsed]").textContent =
+    secondsSince(Number(running.dataset.since));
 }
 
 /** "consumer@host:pid" as text, with a line break allowed after the "@" in a narrow column. */
 function breakAfterAt(name) {
   const at = name.indexOf("@") + 1;
   return at ? [name.slice(0, at), el("wbr"), name.slice(at)] : [name];
-}
-
-/** A running task shows how long it has been in the system so far (queued + working). */
-function tickDuration(cell) {
-  const elapsed = Math.max(0, Date.now() / 1000 - Number(cell.dataset.since));
-  cell.textContent = `идёт ${elapsed.toFixed(0)} с`;
 }
 
 // ------------------------------------------------------------------ workers panel
@@ -274,7 +289,7 @@ class WorkerList {
 async function whyStreamRefused() {
   const controller = new AbortController();
   try {
-    const response = await fetch("/api/events", {
+    const response = await fetch(ROUTES.events, {
       signal: controller.signal,
       headers: { Accept: "application/json" },
     });
@@ -293,7 +308,7 @@ function connectEvents(table, workers, stateLabel, onTask) {
     stateLabel.textContent = text;
   };
   setState("connecting", "подключение…");
-  const source = new EventSource("/api/events");
+  const source = new EventSource(ROUTES.events);
   source.addEventListener("open", () => setState("live", "в реальном времени"));
   source.addEventListener("snapshot", (event) => {
     const snapshot = JSON.parse(event.data);
@@ -405,7 +420,7 @@ function renderQueues(rows, errorBox, nodeLine, data) {
 /** Ask our server for the queues every two seconds, one request at a time. */
 async function pollQueues(rows, errorBox, nodeLine, deadLetters) {
   for (;;) {
-    const { status, data } = await fetchJson("/api/queues");
+    const { status, data } = await fetchJson(ROUTES.queues);
     // Status 0: our own server is silent (blocked or stopped). Keep the last figures: the
     // heartbeat already says why.
     if (status !== 0) {
@@ -454,7 +469,7 @@ class DeadLetters {
   }
 
   async refresh() {
-    const { ok, data } = await fetchJson("/api/dead-letters");
+    const { ok, data } = await fetchJson(ROUTES.dead_letters);
     if (!ok || !data.available) {
       this.count.textContent = "";
       // Replay and purge go over AMQP, not the management API: they may still work.
@@ -498,7 +513,7 @@ class DeadLetters {
   async replay() {
     this.buttons.replay.disabled = true;
     say(this.answer, "Повторяем…", "wait");
-    const { ok, data } = await fetchJson("/api/dead-letters/replay", { method: "POST" });
+    const { ok, data } = await fetchJson(ROUTES.replay_dead_letters, { method: "POST" });
     if (ok || data.replayed) {
       const parts = [];
       if (data.replayed_count) {
@@ -521,7 +536,7 @@ class DeadLetters {
 
   async purge() {
     if (!window.confirm(`Удалить все сообщения из ${this.queue}? Их не вернуть.`)) return;
-    const { ok, data } = await fetchJson("/api/dead-letters/purge", { method: "POST" });
+    const { ok, data } = await fetchJson(ROUTES.purge_dead_letters, { method: "POST" });
     say(
       this.answer,
       ok ? `Удалено сообщений: ${data.purged}.` : `Не получилось: ${errorText(data)}`,
@@ -558,7 +573,7 @@ function startHeartbeat(indicator) {
     for (;;) {
       const started = performance.now();
       try {
-        const response = await fetch("/healthz", {
+        const response = await fetch(ROUTES.healthz, {
           cache: "no-store",
           signal: AbortSignal.timeout(PING_TIMEOUT_MS),
         });
@@ -604,7 +619,7 @@ function sendTasksWithFetch(form) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     say(answer, "Отправляем…", "wait");
-    const { ok, data } = await fetchJson("/api/tasks", {
+    const { ok, data } = await fetchJson(ROUTES.tasks, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -668,7 +683,7 @@ function sendWorkflowWithFetch(form) {
     };
     if (fields.fail_member.value) body.fail_member = Number(fields.fail_member.value);
     say(answer, "Отправляем…", "wait");
-    const { ok, data } = await fetchJson("/api/workflows", {
+    const { ok, data } = await fetchJson(ROUTES.workflows, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
@@ -696,10 +711,10 @@ function watchCeleryTasks(rows, view) {
   });
   async function show(taskNum) {
     while (watching === taskNum) {
-      const { ok, data } = await fetchJson(`/api/tasks/${taskNum}`);
+      const { ok, data } = await fetchJson(ROUTES.task.replace("{task_num}", taskNum));
       if (watching !== taskNum) return;
       fillCeleryView(view, taskNum, ok ? data : null);
-      const settled = ok && ["DONE", "ERROR"].includes(data.status) &&
+      const settled = ok && CONFIG.final_statuses.includes(data.status) &&
         ["SUCCESS", "FAILURE"].includes(data.celery_state);
       if (settled) return;
       await sleep(1000);
@@ -750,10 +765,14 @@ function showFirstVisitHint(hint) {
 
 function main() {
   showFirstVisitHint(document.getElementById("first-visit"));
-  const table = new TaskTable(document.getElementById("task-rows"));
+  const table = new TaskTable(
+    document.getElementById("task-rows"),
+    document.getElementById("task-row"),
+    document.getElementById("no-tasks-row"),
+  );
   const deadLetters = new DeadLetters(document.getElementById("dead-letters"));
   const onTask = (task) => {
-    if (task.method === "rmq" && task.status === "ERROR") deadLetters.soon();
+    if (task.method === METHOD.RMQ && task.status === STATUS.ERROR) deadLetters.soon();
   };
   connectEvents(
     table,
@@ -773,7 +792,7 @@ function main() {
   for (const form of document.querySelectorAll("form.task-form")) sendTasksWithFetch(form);
   for (const form of document.querySelectorAll("form.sync-form")) askSyncWithFetch(form);
   setInterval(() => {
-    document.querySelectorAll("td[data-since]").forEach(tickDuration);
+    document.querySelectorAll("[data-since]").forEach(tickDuration);
     document.querySelectorAll("[data-next-try]").forEach(tickRetry);
   }, 1000);
   sendWorkflowWithFetch(document.querySelector("form.workflow-form"));
