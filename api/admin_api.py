@@ -21,7 +21,7 @@ from api.dispatch import QUEUE_OF
 from api.errors import BrokerUnavailable, json_error
 from api.management import ManagementUnavailable
 from api.validation import parse_limit
-from common import topology
+from common import routes, topology
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ async def purge_queue(request: web.Request) -> web.Response:
     if method is None:
         queues = " and ".join(PURGEABLE)
         raise json_error(web.HTTPNotFound, f"only {queues} can be purged here"
-                         " (the dead letters: POST /api/dead-letters/purge)")
+                         f" (the dead letters: POST {routes.PURGE_DEAD_LETTERS})")
     async with request.config_dict[dispatcher_key].paused(method):
         purged = await request.config_dict[queues_key].purge(QUEUE_OF[method])
         discarded = await request.config_dict[store_key].discard_waiting(method)
