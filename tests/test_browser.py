@@ -23,10 +23,11 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from common import topology
+from common import routes, topology
 from common.settings import address
 from runner.broker import purge
 from runner.client import ApiClient
+from runner.services import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
@@ -127,6 +128,28 @@ def test_tasks_from_another_client_appear_and_finish(page: Page, api: ApiClient,
     expect(rmq_row.locator("td.worker")).to_contain_text("consumer@")
     expect(rmq_row.locator("td").last).to_have_text(re.compile(r"^\d+\.\d с$"))
     expect(row(page, tasks[1]["task_num"]).locator(".badge")).to_have_text("Celery")
+
+
+def test_a_page_of_one_api_process_shows_what_two_others_made_and_recorded(
+    browser: Browser, console_errors: list[str], fresh_settings, own_services, own_redis
+) -> None:
+    # Three API processes on one task store in Redis: the task is made through the first, its
+    # worker reports to the second, the page is connected to the third.
+    shared = dataclasses.replace(fresh_settings, task_store=own_redis.url)
+    made, reported, shown = (
+        own_services.start_api(dataclasses.replace(shared, api_port=port))
+        for port in (shared.api_port, free_port(), free_port())
+    )
+    own_services.start_workers(
+        "consumer", dataclasses.replace(shared, callback_url=reported.url(routes.CALLBACK))
+    )
+    with live_page(browser, shown.base_url, console_errors) as page:
+        [task] = made.send("rmq", timeout=1)
+
+        expect(row(page, task["task_num"])).to_have_attribute("data-status", "DONE",
+                                                              timeout=20 * SECOND)
+        expect(row(page, task["task_num"]).locator("td.worker")).to_contain_text("consumer@")
+        expect(page.locator("#worker-list li", has_text="consumer@")).to_be_visible()
 
 
 @pytest.mark.parametrize(("form", "label"), [("rmq", "RabbitMQ"), ("celery", "Celery")])

@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-import subprocess
-from collections.abc import Iterator
 
 import aiohttp
-import pytest
-import redis
 
 from api.app import create_app
 from api.app_keys import store_key
@@ -23,7 +19,6 @@ from common.statuses import TaskStatus
 from common.tasks import Method
 from runner.broker import queue_state
 from runner.polling import wait_for
-from runner.services import free_port
 
 
 def worker_of(service) -> str:
@@ -151,37 +146,6 @@ async def test_a_full_store_refuses_new_work_and_keeps_the_running_task(
     # Nothing was lost: the running task's result is accepted, and then there is room again.
     assert await report(running["task_num"], "DONE") == 200
     assert (await send(1)).status == 202
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a free port, that the test stops and starts again."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        with redis.Redis.from_url(self.url) as client:
-            wait_for(client.ping, 10, what=f"redis-server on {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_celery_task_sent_while_redis_is_away_waits_and_runs_once_it_is_back(
