@@ -13,9 +13,11 @@ fi
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     echo "redis: starting redis-server"
-    # Results expire within the hour (result_expires): nothing needs to survive a restart.
-    as_root redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save "" --appendonly no \
-        --logfile /tmp/redis-demo.log >/dev/null
+    # An append-only file (fsync once a second): the shared task store (make dev APIS=2) keeps
+    # its tasks and its counter across a restart of Redis; Celery's results expire anyway.
+    as_root mkdir -p /var/lib/redis
+    as_root redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save "" --appendonly yes \
+        --dir /var/lib/redis --logfile /tmp/redis-demo.log >/dev/null
     for _ in $(seq 30); do
         redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
         sleep 0.5
