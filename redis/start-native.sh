@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install (if missing) and start a native Redis on 127.0.0.1:6379: Celery's result backend.
+# Install (if missing) and start a native Redis on 127.0.0.1:6379: Celery's result backend, and
+# the shared task store of several API processes (make dev APIS=2).
 # Idempotent: run it as often as you like. Used by `make dev` and `make test`.
 set -euo pipefail
 
