@@ -127,6 +127,7 @@ def markdown(results: Results) -> str:
         ("Процессор API на запрос, мс: rmq / celery",
          f"{accept['rmq']['cpu_ms']:.2f} / {accept['celery']['cpu_ms']:.2f}",
          f"{bare['cpu_ms']:.3f} (голый обработчик)", "", ""),
+        *_store_rows(results.get("stores"), accept["rmq"], bare),
         (f"Только публикация aio-pika (до {connections} неподтверждённых), сообщений/с",
          f"{publish['rate']:.0f}", f"{bare['rate']:.0f}",
          _percent(share(publish["rate"], bare["rate"])), ""),
@@ -160,6 +161,31 @@ def markdown(results: Results) -> str:
     lines = ["| " + " | ".join(row) + " |" for row in rows]
     lines.insert(1, "| " + " | ".join("---" for _ in rows[0]) + " |")
     return "\n".join([machine_line(results["machine"]), "", *lines]) + "\n"
+
+
+def _store_rows(stores: dict[str, dict[str, float]] | None, memory: dict[str, float],
+                bare: dict[str, float]) -> list[tuple[str, ...]]:
+    """Accepting with the tasks in Redis, one API process and two, beside the memory store
+    (a results file of a run before the stage has none)."""
+    if stores is None:
+        return []
+    rows = []
+    for key, who in (("one", "1 процесс API"), ("two", "2 процесса API на одном порту")):
+        figures = stores[key]
+        rows.append((
+            f"Приём rmq, задачи в Redis (TASK_STORE), {who}, запросов/с",
+            f"{figures['rate']:.0f}",
+            f"{memory['rate']:.0f} (задачи в памяти), {bare['rate']:.0f} (голый)",
+            _percent(share(figures["rate"], bare["rate"])), "",
+        ))
+    rows.append((
+        "Процессор на запрос, мс: API / Redis — задачи в памяти; в Redis, 1 API; в Redis, 2 API",
+        " ; ".join([f"{memory['cpu_ms']:.2f}", *(
+            f"{stores[key]['cpu_ms']:.2f} / {stores[key]['store_cpu_ms']:.2f}"
+            for key in ("one", "two"))]),
+        f"{bare['cpu_ms']:.3f} (голый обработчик)", "", "",
+    ))
+    return rows
 
 
 def machine_line(machine: dict[str, Any]) -> str:

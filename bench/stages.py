@@ -14,17 +14,19 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import redis
 import requests
 
+from api.redis_store import RedisTaskStore
 from bench import raw, wrk
 from bench.report import ideal_rate
 from common import routes, topology
-from common.settings import Settings
+from common.settings import LOCAL_REDIS_STORE, Settings
 from common.statuses import TaskStatus
 from common.tasks import Method
 from runner import proc
@@ -105,15 +107,23 @@ def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
     return {"rate": result.rate, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms}
 
 
-def load(url: str, body: str, pid: int, what: str, connections: int, seconds: float
-         ) -> dict[str, float]:
-    """wrk against ``url``, and the CPU that the server ``pid`` spent per request meanwhile: the
-    figure neighbours on a shared machine disturb least."""
-    before = proc.cpu_seconds(pid)
+def load(url: str, body: str, pids: Sequence[int], what: str, connections: int, seconds: float,
+         store_pid: int | None = None) -> dict[str, float]:
+    """wrk against ``url``, and the CPU that the server's processes ``pids`` spent per request
+    meanwhile: the figure neighbours on a shared machine disturb least. With ``store_pid``, the
+    task store's (Redis's) CPU per request too."""
+
+    def cpu(of: Sequence[int]) -> float:
+        return sum(proc.cpu_seconds(pid) for pid in of)
+
+    before, store_before = cpu(pids), cpu([store_pid] if store_pid else [])
     result = wrk.run(url, body, connections=connections, seconds=seconds)
     figures = checked(result, what)
-    figures["cpu_ms"] = (proc.cpu_seconds(pid) - before) / result.requests * 1000
+    figures["cpu_ms"] = (cpu(pids) - before) / result.requests * 1000
     log.info("%s: %.3f ms CPU per request", what, figures["cpu_ms"])
+    if store_pid:
+        figures["store_cpu_ms"] = (cpu([store_pid]) - store_before) / result.requests * 1000
+        log.info("%s: %.3f ms of Redis's CPU per request", what, figures["store_cpu_ms"])
     return figures
 
 
@@ -122,7 +132,7 @@ def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
     beside publishing alone. No workers run: the stage measures accepting, nothing else."""
     figures = {}
     with bare_handler() as (url, pid):
-        figures["bare"] = load(f"{url}{routes.TASKS}", json.dumps(task_body(Method.RMQ)), pid,
+        figures["bare"] = load(f"{url}{routes.TASKS}", json.dumps(task_body(Method.RMQ)), [pid],
                                "bare handler", connections, seconds)
     # Unfinished tasks are never dropped: room for all of them, or the store would answer 503.
     with bench.demo(task_store_limit=10_000_000) as demo:
@@ -134,8 +144,34 @@ def accept(bench: Bench, connections: int, seconds: float) -> dict[str, Any]:
                  published.rate, published.p50_ms, published.p99_ms)
         for method in Method:
             figures[method] = load(demo.api.url(routes.TASKS), json.dumps(task_body(method)),
-                                   demo.api.service.pid, f"accept {method}", connections, seconds)
+                                   [demo.api.service.pid], f"accept {method}", connections, seconds)
     return figures
+
+
+def stores(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str, float]]:
+    """The accept path with the tasks in Redis (TASK_STORE): one API process, then two sharing
+    the port. With the memory store it is the accept stage's ``rmq``."""
+    figures = {}
+    body = json.dumps(task_body(Method.RMQ))
+    with redis.Redis.from_url(LOCAL_REDIS_STORE) as client:
+        redis_pid = int(client.info("server")["process_id"])
+    with bench.demo(task_store=LOCAL_REDIS_STORE, task_store_limit=10_000_000) as demo:
+        try:
+            url, first = demo.api.url(routes.TASKS), demo.api.service.pid
+            figures["one"] = load(url, body, [first], "accept rmq, redis store, 1 api",
+                                  connections, seconds, store_pid=redis_pid)
+            # The same port (reuse_port): the kernel spreads the connections over both.
+            second = demo.services.start_api(demo.settings).service.pid
+            figures["two"] = load(url, body, [first, second], "accept rmq, redis store, 2 apis",
+                                  connections, seconds, store_pid=redis_pid)
+        finally:
+            asyncio.run(_clear(RedisTaskStore(demo.settings)))
+    return figures
+
+
+async def _clear(store: RedisTaskStore) -> None:
+    await store.clear()
+    await store.close()
 
 
 async def send_tasks(base_url: str, method: Method, timeout: float, total: int, batch: int,

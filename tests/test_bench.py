@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 
 from bench import raw, report, stages, wrk
-from common.settings import Settings
+from common.settings import LOCAL_REDIS_STORE, Settings
 from runner.broker import management_url
 from runner.polling import wait_for
 from runner.procfile import ROOT
@@ -56,7 +57,7 @@ def test_the_lua_script_carries_the_body_and_refuses_one_that_would_end_it() -> 
 def test_wrk_runs_the_script_against_the_bare_handler() -> None:
     # The real wrk and the real Lua script: the result line is there and every answer was a 202.
     with stages.bare_handler() as (url, pid):
-        figures = stages.load(f"{url}/api/tasks", "{}", pid, "bare handler", connections=2,
+        figures = stages.load(f"{url}/api/tasks", "{}", [pid], "bare handler", connections=2,
                               seconds=1)
     assert figures["rate"] > 0
     assert 0 < figures["p50_ms"] <= figures["p99_ms"]
@@ -93,6 +94,12 @@ RESULTS = {
         "publish": {"rate": 2500.0, "p50_ms": 9.0, "p99_ms": 40.0},
         "rmq": {"rate": 2400.0, "p50_ms": 12.0, "p99_ms": 45.0, "cpu_ms": 0.8},
         "celery": {"rate": 400.0, "p50_ms": 70.0, "p99_ms": 120.0, "cpu_ms": 2.2},
+    },
+    "stores": {
+        "one": {"rate": 1600.0, "p50_ms": 18.0, "p99_ms": 60.0, "cpu_ms": 1.1,
+                "store_cpu_ms": 0.2},
+        "two": {"rate": 2000.0, "p50_ms": 15.0, "p99_ms": 55.0, "cpu_ms": 1.2,
+                "store_cpu_ms": 0.2},
     },
     "e2e": {"raw": 1600.0, "rmq": 480.0, "celery": 150.0},
     "scaling": {"rmq": {"1": 2.97, "2": 5.9, "4": 11.2},
@@ -140,6 +147,15 @@ def test_the_table_shows_each_figure_beside_its_baseline_and_target() -> None:
     assert "| 99 % / 98 % / 93 % | ≥ 95 % ✗ |" in scaling_rmq
     cpu = next(row for row in rows if "Процессор API на запрос" in row)
     assert "| 0.80 / 2.20 | 0.096 (голый обработчик) |" in cpu
+    two_apis = next(row for row in rows if "2 процесса API" in row)
+    assert "| 2000 | 2400 (задачи в памяти), 8000 (голый) | 25 % |" in two_apis
+    store_cpu = next(row for row in rows if "Процессор на запрос, мс: API / Redis" in row)
+    assert "| 0.80 ; 1.10 / 0.20 ; 1.20 / 0.20 |" in store_cpu
+
+
+def test_a_run_saved_before_the_stores_stage_still_renders() -> None:
+    older = {name: value for name, value in RESULTS.items() if name != "stores"}
+    assert "Redis" not in report.markdown(older)
 
 
 def test_a_share_just_under_its_goal_is_not_shown_as_the_goal() -> None:
@@ -202,6 +218,19 @@ def test_a_tiny_end_to_end_stage_measures_and_cleans_up(
     assert all(rate > 0 for rate in figures.values())
     assert len(bench.vhosts) == 2  # one demo for each method
     assert_cleaned_up(bench)
+
+
+def test_a_tiny_stores_stage_measures_two_apis_on_one_port_and_clears_its_tasks(
+    base_settings: Settings, management: requests.Session
+) -> None:
+    bench = stages.Bench(base_settings, management)
+    figures = stages.stores(bench, connections=2, seconds=1)
+    assert set(figures) == {"one", "two"}
+    assert all(f["rate"] > 0 and f["cpu_ms"] > 0 and f["store_cpu_ms"] >= 0
+               for f in figures.values())
+    assert_cleaned_up(bench)
+    with redis.Redis.from_url(LOCAL_REDIS_STORE) as client:
+        assert list(client.scan_iter(f"*{bench.vhosts[0]}*")) == []
 
 
 def test_a_stage_that_fails_midway_still_cleans_up(

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import hypothesis
 import pytest
-import redis.asyncio as redis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,11 +47,9 @@ async def key_space() -> AsyncIterator[str]:
     """A vhost name whose key space in Redis is removed after the test."""
     vhost = f"store-test-{uuid.uuid4().hex[:8]}"
     yield vhost
-    client = redis.Redis.from_url(LOCAL_REDIS_STORE)
-    keys = [key async for key in client.scan_iter(f"rmq-demo:{vhost}:*")]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    store = RedisTaskStore(redis_settings(100, vhost))
+    await store.clear()
+    await store.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
