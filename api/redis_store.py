@@ -74,17 +74,16 @@ end
 return -1
 """
 
-# KEYS: the task, recent, finished. ARGV: the status the task must still have, the message.
+# KEYS: the task, recent, finished. ARGV: the task's number, the status it must still have.
 # Deletes the task only if it still has that status (a worker may have taken it meanwhile).
 DISCARD_IF = """
 local stored = redis.call('GET', KEYS[1])
-if not stored or cjson.decode(stored)['status'] ~= ARGV[1] then
+if not stored or cjson.decode(stored)['status'] ~= ARGV[2] then
     return 0
 end
 redis.call('DEL', KEYS[1])
-local number = string.match(KEYS[1], '(%d+)$')
-redis.call('ZREM', KEYS[2], number)
-redis.call('ZREM', KEYS[3], number)
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
 return 1
 """
 
@@ -114,9 +113,10 @@ class RedisTaskStore(TaskStore):
     # --- Reading and writing ---------------------------------------------------------------
 
     async def room(self) -> int:
-        async with self._answer():
-            recent, finished = await self._redis.pipeline(transaction=False) \
-                .zcard(self._recent).zcard(self._finished).execute()
+        async with self._answer(), self._redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self._recent)
+            pipe.zcard(self._finished)
+            recent, finished = await pipe.execute()
         return self._limit - recent + finished
 
     async def _take_numbers(self, count: int) -> list[int]:
@@ -131,13 +131,17 @@ class RedisTaskStore(TaskStore):
                                              args=[self._limit, self._task_prefix, *pairs])
             if room >= 0:
                 raise StoreFull(room, len(tasks), self._limit)  # another process took the room
-            await self._publish({"tasks": [task.to_dict() for task in tasks]})
+            # A workflow's members, for the cascade when one fails. Listed before the workflow
+            # is sent to Celery, so before any of them can fail.
             workflows = {task.workflow_id for task in tasks if task.workflow_id is not None}
             for workflow_id in workflows:
                 key = f"{self._workflow_prefix}{workflow_id}"
-                members = [task.task_num for task in tasks if task.workflow_id == workflow_id]
-                await self._redis.pipeline(transaction=True).rpush(key, *members) \
-                    .expire(key, WORKFLOW_TTL).execute()
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.rpush(key, *[task.task_num for task in tasks
+                                      if task.workflow_id == workflow_id])
+                    pipe.expire(key, WORKFLOW_TTL)
+                    await pipe.execute()
+            await self._publish({"tasks": [task.to_dict() for task in tasks]})
 
     async def _modify(self, task_num: int, change: Callable[[Task], bool],
                       tell: bool = True) -> tuple[Task, bool]:
@@ -173,9 +177,12 @@ class RedisTaskStore(TaskStore):
 
     async def discard(self, task_num: int) -> None:
         async with self._answer():
-            removed = await self._redis.pipeline(transaction=True).delete(self._key(task_num)) \
-                .zrem(self._recent, task_num).zrem(self._finished, task_num).execute()
-            if removed[0]:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key(task_num))
+                pipe.zrem(self._recent, task_num)
+                pipe.zrem(self._finished, task_num)
+                deleted, *_ = await pipe.execute()
+            if deleted:
                 await self._publish({"discarded": task_num})
 
     async def discard_waiting(self, method: Method) -> int:
@@ -185,7 +192,8 @@ class RedisTaskStore(TaskStore):
         async with self._answer():
             for task_num in waiting:
                 keys = [self._key(task_num), self._recent, self._finished]
-                if await self._discard_script(keys=keys, args=[TaskStatus.PENDING.value]):
+                if await self._discard_script(keys=keys,
+                                              args=[task_num, TaskStatus.PENDING.value]):
                     discarded += 1
                     await self._publish({"discarded": task_num})
         return discarded
