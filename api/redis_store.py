@@ -106,6 +106,7 @@ class RedisTaskStore(TaskStore):
         self._insert_script = self._redis.register_script(INSERT)
         self._discard_script = self._redis.register_script(DISCARD_IF)
         self._listening: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
 
     def _key(self, task_num: int) -> str:
         return f"{self._task_prefix}{task_num}"
@@ -248,7 +249,14 @@ class RedisTaskStore(TaskStore):
     # --- Hearing the other processes ---------------------------------------------------------
 
     async def start(self) -> None:
+        """Subscribe to the changes, waiting a moment for it: a process that serves before it
+        listens would miss what others change meanwhile. Redis away: it serves anyway (503s
+        until Redis is back) and subscribes as soon as it can."""
         self._listening = asyncio.create_task(self._listen())
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), CONNECT_TIMEOUT)
+        except TimeoutError:
+            log.warning("task store: not subscribed to the changes yet, going on")
 
     async def close(self) -> None:
         if self._listening is not None:
@@ -279,6 +287,7 @@ class RedisTaskStore(TaskStore):
             # Subscribed, the first time or again after a lost connection (redis-py
             # resubscribes by itself): whatever was published meanwhile was missed.
             log.info("task store: listening to the changes of every API process")
+            self._subscribed.set()
             await self._resynced()
             return
         if message["type"] != "message":
