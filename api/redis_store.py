@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from urllib.parse import quote
 
 import redis.asyncio as redis
@@ -35,7 +35,7 @@ from redis.exceptions import RedisError, WatchError
 
 from api.errors import describe
 from api.model import Task
-from api.store import StoreFull, StoreUnavailable, TaskStore, UnknownTask
+from api.store import Draft, StoreFull, StoreUnavailable, TaskStore, UnknownTask, drafted
 from common.node_ring import NodeRing
 from common.settings import Settings
 from common.statuses import TaskStatus
@@ -50,18 +50,26 @@ COMMAND_TIMEOUT = 5.0
 WORKFLOW_TTL = 24 * 3600
 READ_CHUNK = 500  # tasks one MGET reads
 
-# KEYS: recent, finished. ARGV: the limit, the task key prefix, then number, JSON, number, JSON...
-# Returns -1 once every task is in, or the room there was (and inserts none).
+# New tasks, all or none. KEYS: recent, finished, the workflow's list of members (or the recent
+# set again when there is none). ARGV: the limit, the task key prefix, the channel, the change to
+# publish, how long the workflow's list lives, then number, JSON, number, JSON... Returns -1 once
+# every task is in, or the room there was (and inserts none).
 INSERT = """
 local limit = tonumber(ARGV[1])
-local count = (#ARGV - 2) / 2
+local count = (#ARGV - 5) / 2
 local room = limit - redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 if room < count then
     return room
 end
-for i = 3, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
     redis.call('SET', ARGV[2] .. ARGV[i], ARGV[i + 1])
     redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+    if KEYS[3] ~= KEYS[1] then
+        redis.call('RPUSH', KEYS[3], ARGV[i])
+    end
+end
+if KEYS[3] ~= KEYS[1] then
+    redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
 local excess = redis.call('ZCARD', KEYS[1]) - limit
 if excess > 0 then
@@ -71,6 +79,7 @@ if excess > 0 then
         redis.call('ZREM', KEYS[1], evicted[i])
     end
 end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return -1
 """
 
@@ -120,29 +129,25 @@ class RedisTaskStore(TaskStore):
             recent, finished = await pipe.execute()
         return self._limit - recent + finished
 
-    async def _take_numbers(self, count: int) -> list[int]:
+    async def create_each(self, drafts: Sequence[Draft], chain: bool = False) -> list[Task]:
+        """Two round trips: the numbers (``INCRBY``), then the room check, the insert and the
+        change published, in one script. A StoreFull wastes the numbers taken: they are never
+        handed out again, and numbers need not be consecutive."""
         async with self._answer():
-            last = await self._redis.incrby(self._counter, count)
-        return list(range(last - count + 1, last + 1))
-
-    async def _insert(self, tasks: list[Task]) -> None:
-        pairs = [value for task in tasks for value in (task.task_num, _dumps(task))]
-        async with self._answer():
-            room = await self._insert_script(keys=[self._recent, self._finished],
-                                             args=[self._limit, self._task_prefix, *pairs])
-            if room >= 0:
-                raise StoreFull(room, len(tasks), self._limit)  # another process took the room
-            # A workflow's members, for the cascade when one fails. Listed before the workflow
-            # is sent to Celery, so before any of them can fail.
-            workflows = {task.workflow_id for task in tasks if task.workflow_id is not None}
-            for workflow_id in workflows:
-                key = f"{self._workflow_prefix}{workflow_id}"
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.rpush(key, *[task.task_num for task in tasks
-                                      if task.workflow_id == workflow_id])
-                    pipe.expire(key, WORKFLOW_TTL)
-                    await pipe.execute()
-            await self._publish({"tasks": [task.to_dict() for task in tasks]})
+            last = await self._redis.incrby(self._counter, len(drafts))
+            tasks = drafted(range(last - len(drafts) + 1, last + 1), drafts, chain)
+            # The tasks of one request belong to one workflow or to none.
+            workflow_id = tasks[0].workflow_id
+            members = f"{self._workflow_prefix}{workflow_id}" if workflow_id else self._recent
+            change = json.dumps({"tasks": [task.to_dict() for task in tasks]})
+            pairs = [value for task in tasks for value in (task.task_num, _dumps(task))]
+            room = await self._insert_script(
+                keys=[self._recent, self._finished, members],
+                args=[self._limit, self._task_prefix, self._channel, change, WORKFLOW_TTL, *pairs],
+            )
+        if room >= 0:
+            raise StoreFull(room, len(tasks), self._limit)
+        return tasks
 
     async def _modify(self, task_num: int, change: Callable[[Task], bool],
                       tell: bool = True) -> tuple[Task, bool]:

@@ -147,6 +147,17 @@ def apply_report(task: Task, report: StatusReport, now: float) -> bool:
     return True
 
 
+def drafted(numbers: Sequence[int], drafts: Sequence[Draft], chain: bool) -> list[Task]:
+    """New PENDING tasks of these numbers, created now; with ``chain``, each one's parent is
+    the one before it (a Celery chain's order)."""
+    now = time.time()
+    tasks: list[Task] = []
+    for number, draft in zip(numbers, drafts, strict=True):
+        parent = tasks[-1].task_num if chain and tasks else draft.get("parent")
+        tasks.append(Task(number, **{**draft, "parent": parent}, created_at=now))
+    return tasks
+
+
 def end_unrun(task: Task, note: str, now: float) -> bool:
     """End a task of a failed workflow that will never run; False if it has ended already."""
     if task.status.is_final:
@@ -220,18 +231,10 @@ class TaskStore(abc.ABC):
         draft = dict(method=method, timeout=timeout, fail=fail, **details)
         return await self.create_each([draft] * count)
 
+    @abc.abstractmethod
     async def create_each(self, drafts: Sequence[Draft], chain: bool = False) -> list[Task]:
         """A new PENDING task for each draft, numbered in order; with ``chain``, each one's
         ``parent`` is the one before it. All or none: StoreFull if there is no room for all."""
-        await self.make_room(len(drafts))  # before numbers are taken for tasks that cannot be
-        numbers = await self._take_numbers(len(drafts))
-        now = time.time()
-        tasks: list[Task] = []
-        for number, draft in zip(numbers, drafts, strict=True):
-            parent = tasks[-1].task_num if chain and tasks else draft.get("parent")
-            tasks.append(Task(number, **{**draft, "parent": parent}, created_at=now))
-        await self._insert(tasks)
-        return tasks
 
     async def make_room(self, count: int) -> None:
         """Raise StoreFull unless ``count`` tasks can be created without dropping unfinished ones."""
@@ -278,15 +281,6 @@ class TaskStore(abc.ABC):
     @abc.abstractmethod
     async def room(self) -> int:
         """How many tasks may be created now: free places, and finished tasks that may go."""
-
-    @abc.abstractmethod
-    async def _take_numbers(self, count: int) -> list[int]:
-        """``count`` task numbers never handed out before."""
-
-    @abc.abstractmethod
-    async def _insert(self, tasks: list[Task]) -> None:
-        """Keep new tasks, evicting the first finished if need be; StoreFull, keeping none of
-        them, if that is not enough. The listeners hear of each task."""
 
     @abc.abstractmethod
     async def _modify(self, task_num: int, change: Callable[[Task], bool],
@@ -336,18 +330,18 @@ class MemoryTaskStore(TaskStore):
     async def room(self) -> int:
         return self._limit - len(self._tasks) + len(self._finished)
 
-    async def _take_numbers(self, count: int) -> list[int]:
-        return [self._numbers.take() for _ in range(count)]
-
-    async def _insert(self, tasks: list[Task]) -> None:
+    async def create_each(self, drafts: Sequence[Draft], chain: bool = False) -> list[Task]:
         # No await between the room check and the insert: one event loop, no interleaving.
-        await self.make_room(len(tasks))
+        await self.make_room(len(drafts))
+        numbers = [self._numbers.take() for _ in drafts]
+        tasks = drafted(numbers, drafts, chain)
         for task in tasks:
             self._tasks[task.task_num] = task
             if len(self._tasks) > self._limit:
                 evicted, _ = self._finished.popitem(last=False)
                 del self._tasks[evicted]
             self._changed(task)
+        return tasks
 
     async def _modify(self, task_num: int, change: Callable[[Task], bool],
                       tell: bool = True) -> tuple[Task, bool]:
