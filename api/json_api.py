@@ -93,7 +93,8 @@ async def healthz(request: web.Request) -> web.Response:
     connection = request.config_dict[connection_key]
     broker = "connected" if connection.connected else "disconnected"
     # Which node: with a cluster in RMQ_URL, the one the API publishes through now.
-    return web.json_response({"status": "ok", "broker": broker, "node": connection.node})
+    return web.json_response({"status": "ok", "broker": broker, "node": connection.node,
+                              "store": request.config_dict[store_key].state})
 
 
 def _check_token(request: web.Request) -> None:

@@ -242,6 +242,11 @@ class RedisTaskStore(TaskStore):
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(describe(exc)) from exc
 
+    @property
+    def state(self) -> str:
+        # Subscribed means Redis answered a moment ago; a lost connection clears it at once.
+        return "connected" if self._subscribed.is_set() else "disconnected"
+
     async def clear(self) -> int:
         """Delete every key of this store: a bench or test run in a scratch vhost cleans up.
         How many keys there were."""
@@ -282,6 +287,7 @@ class RedisTaskStore(TaskStore):
                         redis_ring.answered()
                         await self._hear(message)
             except (RedisError, OSError, StoreUnavailable) as exc:
+                self._subscribed.clear()
                 pause = redis_ring.failed()
                 log.warning("task store: lost the subscription to changes (%s), again in %.1f s",
                             describe(exc), pause)

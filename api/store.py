@@ -211,6 +211,12 @@ class TaskStore(abc.ABC):
         for listener in self._resync_listeners:
             await listener()
 
+    @property
+    @abc.abstractmethod
+    def state(self) -> str:
+        """For /healthz: "memory", or whether a shared store hears the changes ("connected",
+        "disconnected")."""
+
     @abc.abstractmethod
     async def start(self) -> None:
         """Begin to hear the changes other API processes make."""
@@ -320,6 +326,10 @@ class MemoryTaskStore(TaskStore):
         self._tasks: OrderedDict[int, Task] = OrderedDict()
         # Finished tasks in the order they finished: the first of them is the next to evict.
         self._finished: OrderedDict[int, None] = OrderedDict()
+
+    @property
+    def state(self) -> str:
+        return "memory"
 
     async def start(self) -> None:
         pass  # nobody else changes these tasks

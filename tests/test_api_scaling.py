@@ -59,6 +59,11 @@ def test_several_api_processes_with_the_memory_store_are_refused(
     assert not (tmp_path / "supervisord.conf").exists()
 
 
+async def test_healthz_names_the_task_store(client) -> None:
+    response = await client.get(routes.HEALTHZ)
+    assert (await response.json())["store"] == "memory"
+
+
 def test_a_task_made_through_one_process_is_reported_to_another_and_read_from_a_third(
     shared: Settings, own_services: Services
 ) -> None:
@@ -87,6 +92,10 @@ def test_an_api_restart_keeps_every_status(shared: Settings, own_services: Servi
     assert [(t["task_num"], t["status"]) for t in after] == \
         [(t["task_num"], t["status"]) for t in before]
     assert [t["status"] for t in after] == ["DONE"] * 5 + ["ERROR"]
+
+
+def health(api: ApiClient) -> dict:
+    return api.session.get(api.url(routes.HEALTHZ), timeout=5).json()
 
 
 class Load:
@@ -197,11 +206,13 @@ def test_a_redis_restart_restarts_the_pages_and_leaves_no_task_unfinished(
         # their queue instead of being settled as done.
         wait_for(lambda: "did not record" in consumer.log(), 30,
                  what="a result the API could not record")
+        assert health(api)["store"] == "disconnected"
         own_redis.start()
 
         # Whatever was published meanwhile is lost to the page: it is told to start over (the
         # server ends its stream; a browser reconnects and gets a fresh snapshot).
         wait_for(page.ended.is_set, 30, what="the page's stream to be restarted")
+        assert health(api)["store"] == "connected"
     finally:
         page.close()
     finished = api.wait_final([t["task_num"] for t in tasks], timeout=60)
