@@ -31,6 +31,7 @@ from api.connection import BrokerConnection
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
+from api.forwarded import TrustedProxies, forwarded_client
 from api.live import SNAPSHOT_SIZE
 from api.management import ManagementClient
 from api.metrics import Metrics, count_requests, scrape
@@ -175,6 +176,10 @@ def create_app(settings: Settings) -> web.Application:
         allowed_origins(settings.allowed_host_names),
     ]
     # Each only when its setting is set: unset, the API behaves as the course's.
+    networks, names = settings.trusted_proxy_parts
+    if networks or names:
+        # Before the limit, which counts per client: the one the proxy names.
+        middlewares.append(forwarded_client(TrustedProxies(networks, names)))
     if (rate := settings.rate_limit_parts) is not None:
         # Before the token check: a client guessing the token is slowed down as well.
         middlewares.append(rate_limit(*rate, limited))

@@ -263,6 +263,44 @@ async def test_token_and_limit_together_limit_the_guessing(
     assert statuses == [401, 401, 429, 429]
 
 
+async def logins_from(client, *forwarded: str) -> list[int]:
+    """The statuses of one POST /login (a limited route) for each X-Forwarded-For value; without
+    API_TOKEN the login only sends the browser to the page (303)."""
+    return [(await client.post("/login", headers={"X-Forwarded-For": value},
+                               allow_redirects=False)).status for value in forwarded]
+
+
+async def test_behind_a_trusted_proxy_each_client_it_names_has_its_own_limit(
+    aiohttp_client, settings, tmp_path
+) -> None:
+    # The test client connects from 127.0.0.1: here, the proxy.
+    behind = await app_client(aiohttp_client, settings, tmp_path, rate_limit="2/minute",
+                              trusted_proxies="192.0.2.1, 127.0.0.0/8")
+    assert await logins_from(behind, "198.51.100.1", "198.51.100.1", "198.51.100.1") == [
+        303, 303, 429]
+    assert await logins_from(behind, "198.51.100.2") == [303]
+    # Only the address the proxy wrote counts, the last: what a client put before it does not.
+    assert await logins_from(behind, "203.0.113.9, 198.51.100.1") == [429]
+    two_lines = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.1")]
+    assert (await behind.post("/login", headers=two_lines, allow_redirects=False)).status == 429
+    # No address there: the client is the peer itself.
+    assert await logins_from(behind, "unknown", "198.51.100.3:4711", "unknown") == [303, 303, 429]
+
+
+@pytest.mark.parametrize(("trusted", "statuses"), [
+    # The peer, 127.0.0.1, is not among them: one client, whatever the header says.
+    ("192.0.2.1", [303, 303, 429]),
+    # A name, looked up: localhost is the peer, so it names three clients.
+    ("localhost", [303, 303, 303]),
+])
+async def test_forwarded_for_names_the_client_only_from_a_trusted_peer(
+    aiohttp_client, settings, tmp_path, trusted: str, statuses: list[int]
+) -> None:
+    client = await app_client(aiohttp_client, settings, tmp_path, rate_limit="2/minute",
+                              trusted_proxies=trusted)
+    assert await logins_from(client, "198.51.100.1", "198.51.100.2", "198.51.100.3") == statuses
+
+
 # ------------------------------------------------------------------------------ /metrics
 
 
