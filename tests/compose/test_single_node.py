@@ -194,7 +194,7 @@ def test_a_worker_killed_mid_task_is_restarted_by_its_policy_and_the_task_finish
 
 
 def test_an_api_replica_killed_under_load_costs_no_accepted_task_while_the_proxy_answers(
-    demo: Stack, api: ApiClient
+    demo: Stack, api: ApiClient, figures: dict
 ) -> None:
     [victim, *_] = [c["Name"] for c in demo.wait_running("api", API_REPLICAS)]
     started = demo.started_at(victim)
@@ -211,6 +211,9 @@ def test_an_api_replica_killed_under_load_costs_no_accepted_task_while_the_proxy
     assert len(load.refused) <= 1, load.refused
     meanwhile = load.answered_between(killed_at + 1.0, back_at)
     assert len(meanwhile) >= 10 and all(meanwhile), meanwhile
+    figures["api_replica_gone"] = {"seconds": round(back_at - killed_at, 1),
+                                   "answered_meanwhile": len(meanwhile),
+                                   "refused": len(load.refused)}
     done = api.wait_final(load.accepted, timeout=120)
     assert {task["status"] for task in done} == {"DONE"}, [t for t in done if t["status"] != "DONE"]
 
