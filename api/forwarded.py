@@ -6,18 +6,21 @@ header too. So it is believed only from a peer TRUSTED_PROXIES lists, and only i
 the one that proxy wrote (whatever a client wrote stands before it). One proxy in front of the
 API, as in docker-compose.yml.
 
-A proxy given by name (``proxy``, the compose service) is looked up again when a peer not yet
-known sends the header, at most every RESOLVE_EVERY seconds: a recreated container has a new
-address. aiohttp's access log still shows the peer, the proxy.
+A proxy given by name (``proxy``, the compose service) is looked up when a peer not known yet
+sends the header: it may be the proxy, made anew with a new address. The lookup runs in the
+background and that one request counts as the peer's own, because no request may wait for DNS:
+a lookup can hang for as long as the resolver's timeouts (40 s was seen while a container's name
+was not registered yet). aiohttp's access log still shows the peer, the proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from aiohttp import hdrs, web
@@ -25,7 +28,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 log = logging.getLogger(__name__)
 
-RESOLVE_EVERY = 5.0  # seconds between two lookups of the proxies' names, at most
+RESOLVE_EVERY = 1.0  # seconds between two lookups of the proxies' names, at least
 
 Address = IPv4Address | IPv6Address
 
@@ -41,37 +44,47 @@ class TrustedProxies:
         self._names = names
         self._clock = clock
         self._resolved: frozenset[Address] = frozenset()
-        self._resolved_at: float | None = None
+        self._lookup: asyncio.Task[None] | None = None
+        self._looked_up_at: float | None = None
 
-    async def trust(self, peer: str) -> bool:
+    def trust(self, peer: str) -> bool:
         """Whether ``peer``, the connection's remote address, is one of the proxies."""
         address = _address(peer)
         if address is None:
             return False
         if any(address in network for network in self._networks) or address in self._resolved:
             return True
-        now = self._clock()
-        if not self._names or (
-            self._resolved_at is not None and now - self._resolved_at < RESOLVE_EVERY
-        ):
-            return False
-        self._resolved_at = now
-        self._resolved = await self._resolve()
-        return address in self._resolved
+        self._look_up_soon()
+        return False
 
-    async def _resolve(self) -> frozenset[Address]:
+    async def close(self) -> None:
+        if self._lookup is not None:
+            self._lookup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lookup
+
+    def _look_up_soon(self) -> None:
+        """Look the names up in the background: one lookup at a time, one a second at most."""
+        now = self._clock()
+        if (not self._names or (self._lookup is not None and not self._lookup.done())
+                or (self._looked_up_at is not None and now - self._looked_up_at < RESOLVE_EVERY)):
+            return
+        self._looked_up_at = now
+        self._lookup = asyncio.create_task(self._resolve())
+
+    async def _resolve(self) -> None:
         loop = asyncio.get_running_loop()
         found: set[Address] = set()
         for name in self._names:
             try:
                 answers = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-            except OSError as exc:  # not running yet, or no such name
-                log.info("TRUSTED_PROXIES: %s does not resolve (%s)", name, exc)
+            except OSError:  # not running, or no such name: nobody to trust by that name
                 continue
             found.update(address for *_, sockaddr in answers
                          if (address := _address(sockaddr[0])) is not None)
-        log.info("TRUSTED_PROXIES: %s", ", ".join(sorted(map(str, found))) or "no address")
-        return frozenset(found)
+        if found != self._resolved:
+            log.info("TRUSTED_PROXIES: %s", ", ".join(sorted(map(str, found))) or "no address")
+            self._resolved = frozenset(found)
 
 
 def forwarded_client(proxies: TrustedProxies) -> Middleware:
@@ -80,13 +93,23 @@ def forwarded_client(proxies: TrustedProxies) -> Middleware:
     @web.middleware
     async def client_behind_proxy(request: web.Request, handler: Handler) -> web.StreamResponse:
         forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, [])
-        if forwarded and request.remote is not None and await proxies.trust(request.remote):
+        if forwarded and request.remote is not None and proxies.trust(request.remote):
             client = _address(forwarded[-1].rsplit(",", 1)[-1].strip())
             if client is not None:
                 request = request.clone(remote=str(client))
         return await handler(request)
 
     return client_behind_proxy
+
+
+def lookups_ctx(proxies: TrustedProxies) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx: a lookup still running when the application stops is cancelled."""
+
+    async def lookups(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await proxies.close()
+
+    return lookups
 
 
 def _address(text: str) -> Address | None:
