@@ -284,13 +284,16 @@ def test_behind_the_proxy_the_rate_limit_counts_each_client_apart(
         return api.session.post(api.url("/login"), headers=headers, allow_redirects=False,
                                 timeout=10).status_code
 
-    # This machine, through the proxy: each replica counts its 3, then all refuse. A header of
+    # This machine, through the proxy: each replica lets 3 through, then refuses. A header of
     # the client's own, new each time, changes nothing: the proxy writes the one the API reads.
-    statuses: list[int] = []
-    while statuses[-API_REPLICAS:] != [429] * API_REPLICAS:
-        assert len(statuses) < 5 * API_REPLICAS, statuses
-        statuses.append(login({"X-Forwarded-For": f"198.51.100.{len(statuses) + 1}"}))
-    assert statuses.count(303) == 3 * API_REPLICAS, statuses
+    # (A replica's first request from the proxy may count as the proxy's own: it looks the
+    # proxy's name up only then, in the background.)
+    before = up_replicas(demo)
+    statuses = [login({"X-Forwarded-For": f"198.51.100.{n}"}) for n in range(6 * API_REPLICAS)]
+    # The replicas that answered them, as the proxy counts.
+    served = sum(1 for address, count in up_replicas(demo).items() if count > before[address])
+    assert 3 * served <= statuses.count(303) <= 4 * served, (served, str(statuses))
+    assert set(statuses) == {303, 429}, str(statuses)
     # Another client, the consumer's container, has its own count on every replica.
     other = demo.compose(
         "exec", "-T", "consumer", "python", "-c",
