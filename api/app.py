@@ -32,6 +32,7 @@ from api.connection import BrokerConnection
 from api.dead_letters import DeadLetters
 from api.dispatch import Dispatcher
 from api.events import TaskEvents
+from api.forwarded import TrustedProxies, forwarded_client, lookups_ctx
 from api.live import SNAPSHOT_SIZE
 from api.management import ManagementClient
 from api.metrics import Metrics, count_requests, scrape
@@ -179,6 +180,11 @@ def create_app(settings: Settings) -> web.Application:
         allowed_origins(settings.allowed_host_names),
     ]
     # Each only when its setting is set: unset, the API behaves as the course's.
+    networks, names = settings.trusted_proxy_parts
+    proxies = TrustedProxies(networks, names) if networks or names else None
+    if proxies is not None:
+        # Before the limit, which counts per client: the one the proxy names.
+        middlewares.append(forwarded_client(proxies))
     if (rate := settings.rate_limit_parts) is not None:
         # Before the token check: a client guessing the token is slowed down as well.
         middlewares.append(rate_limit(*rate, limited))
@@ -218,6 +224,8 @@ def create_app(settings: Settings) -> web.Application:
         filters={"timestamp": format_timestamp},
     )
     app.cleanup_ctx.extend([store_ctx, connection_ctx, celery_ctx, management_ctx])
+    if proxies is not None:
+        app.cleanup_ctx.append(lookups_ctx(proxies))
     app.on_shutdown.append(end_live_streams)
     setup_routes(app, metrics, guarded, limited)
     return app

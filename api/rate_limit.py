@@ -3,8 +3,8 @@
 The counting is the ``limits`` library's moving window, kept in this process's memory: exact
 (no double burst at a window's edge), and nothing to run beside the API. Two consequences, said
 in the README: with several API processes each counts on its own, so a client may make N per
-process; and the client is the connection's remote address, so behind a reverse proxy every
-client is the proxy until the proxy's forwarded address is trusted (a later step).
+process; and the client is the connection's remote address, or behind a reverse proxy the
+address the proxy names, where TRUSTED_PROXIES says to believe it (api/forwarded.py).
 
 Only the routes that change state are limited (and the page's login, where a token is guessed).
 Reading, the live stream, the workers' status reports and /metrics never are: a limit there

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -58,6 +59,10 @@ class Settings:
     # Requests per client on the state-changing endpoints, like "30/minute" or "5/second" (see
     # rate_limit_parts); empty means no limit, as in the course.
     rate_limit: str = _env("RATE_LIMIT", default="")
+    # The reverse proxies in front of the API whose X-Forwarded-For names the client (for
+    # RATE_LIMIT): addresses, networks like 10.0.0.0/8, or host names, separated by commas. Empty
+    # means none: the client is whoever opened the connection, whatever the header says.
+    trusted_proxies: str = _env("TRUSTED_PROXIES", default="")
     # Management HTTP API: read by the API for the queues panel; credentials come from rmq_url.
     # Several nodes' URLs separated by ";": the panel asks the next when one does not answer.
     rmq_management_url: str = _env("RMQ_MANAGEMENT_URL", default="http://localhost:15672/")
@@ -162,6 +167,7 @@ class Settings:
                 )
         if self.rate_limit:
             _ = self.rate_limit_parts  # raises SettingsError naming RATE_LIMIT
+        _ = self.trusted_proxy_parts  # raises SettingsError naming TRUSTED_PROXIES
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
@@ -188,6 +194,27 @@ class Settings:
                 f" got {requests}"
             )
         return requests, match["period"]
+
+    @property
+    def trusted_proxy_parts(self) -> tuple[tuple[IPv4Network | IPv6Network, ...], tuple[str, ...]]:
+        """TRUSTED_PROXIES as (networks, host names); an address is a network of one."""
+        if not self.trusted_proxies:
+            return (), ()
+        networks, names = [], []
+        for entry in (item.strip() for item in self.trusted_proxies.split(",")):
+            try:
+                networks.append(ip_network(entry))
+                continue
+            except ValueError:
+                pass
+            # A name, not a mistyped address: "300.1.1.1" or "[::1]" is neither.
+            if not _DNS_NAME.fullmatch(entry) or entry.replace(".", "").isdigit():
+                raise SettingsError(
+                    "TRUSTED_PROXIES must be addresses, networks (10.0.0.0/8) or host names"
+                    f" separated by commas, got {entry!r}"
+                )
+            names.append(entry.lower())
+        return tuple(networks), tuple(names)
 
     @property
     def rmq_urls(self) -> tuple[str, ...]:
@@ -243,8 +270,9 @@ def _login(url: str) -> tuple[str, str, str]:
     return unquote(parts.username or "guest"), unquote(parts.password or "guest"), vhost
 
 
-# A DNS name or IPv4 address, or an IPv6 address in brackets: what a URL has between // and :port.
-_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+# A DNS name or IPv4 address; with an IPv6 address in brackets, what a URL has between // and :port.
+_DNS_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_HOST_NAME = re.compile(rf"{_DNS_NAME.pattern}|\[[0-9A-Fa-f:.]+\]")
 RATE_PERIODS = ("second", "minute", "hour", "day")
 # The in-memory limiter keeps one timestamp per request in the window for each client: a bound
 # on that memory. A limit near it is no limit for a demo anyway.

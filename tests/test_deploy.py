@@ -30,6 +30,9 @@ DEFINITIONS_PATH = rmq_definitions.DEFINITIONS_PATH
 VENV_BIN = Path(sys.executable).parent
 
 PYTHON_SERVICES = {"api", "consumer", "celery_worker", "celery_beat", "flower"}
+# The services from official images, beside the Python ones.
+IMAGE_SERVICES = {"rmq", "redis", "proxy"}
+HAPROXY_CFG_PATH = ROOT / "proxy" / "haproxy.cfg"
 # Only a native run needs these: several Celery workers on one host need distinct node names,
 # and honcho starts each line through a shell. Containers have their own hostnames and no shell.
 NATIVE_ONLY_PREFIX = "exec"
@@ -322,7 +325,7 @@ def test_compose_runs_the_procfile_services_with_the_same_commands(
 ) -> None:
     procfile = procfile_commands()
     assert set(procfile) == PYTHON_SERVICES
-    assert services_of(compose, None) == PYTHON_SERVICES | {"rmq", "redis"}
+    assert services_of(compose, None) == PYTHON_SERVICES | IMAGE_SERVICES
     for name, command in procfile.items():
         assert compose["services"][name]["command"] == without_native_only(command), name
 
@@ -387,6 +390,73 @@ def test_task_counter_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
     assert f"mkdir {counter_path.parent}" in dockerfile
 
 
+def test_health_checks_hold_no_spaces_in_their_arguments(compose: dict[str, Any]) -> None:
+    # Podman 4.3's Docker-compatible API splits each argument on whitespace (podman#26519).
+    for name, service in compose["services"].items():
+        if "healthcheck" in service:
+            kind, *arguments = service["healthcheck"]["test"]
+            assert kind == "CMD", name
+            assert not any(re.search(r"\s", argument) for argument in arguments), name
+
+
+# --- the api replicas behind the proxy ----------------------------------------------------------
+
+
+def haproxy_lines(section: str) -> list[str]:
+    """The lines of one section of proxy/haproxy.cfg (``backend api``), comments left out."""
+    lines, inside = [], False
+    for line in HAPROXY_CFG_PATH.read_text(encoding="utf-8").splitlines():
+        if line and not line[0].isspace() and not line.startswith("#"):
+            inside = line.strip() == section
+        elif inside and line.strip() and not line.strip().startswith("#"):
+            lines.append(line.strip())
+    return lines
+
+
+def test_the_api_scales_behind_the_proxy(compose: dict[str, Any]) -> None:
+    api, proxy = compose["services"]["api"], compose["services"]["proxy"]
+    # Replicas would collide on a host port: the proxy publishes the one the API had.
+    assert "ports" not in api and "container_name" not in api
+    assert proxy["ports"][0] == "${API_HOST_PORT:-8080}:8080"
+    assert bind_mounts(proxy)["/usr/local/etc/haproxy/haproxy.cfg"] == "./proxy/haproxy.cfg"
+    assert all(mount["read_only"] for mount in proxy["volumes"])
+    # Every replica shares the tasks, so any may take a request or a report.
+    settings = Settings.from_env(environment_defaults(api["environment"]))
+    assert urlsplit(settings.task_store).scheme == "redis"
+    assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
+    # The proxy sends to the service name on the API's port, and reads its /healthz.
+    [template] = [line for line in haproxy_lines("backend api")
+                  if line.startswith("server-template ")]
+    assert f" api:{settings.api_port} " in template and "resolvers" in template
+    assert "option httpchk GET /healthz" in haproxy_lines("backend api")
+    # The API believes the proxy's X-Forwarded-For, and nobody else's.
+    assert settings.trusted_proxy_parts == ((), ("proxy",))
+    # The workers report to the replicas themselves.
+    for name in PYTHON_SERVICES - {"api"}:
+        environment = environment_defaults(compose["services"][name]["environment"])
+        assert urlsplit(Settings.from_env(environment).callback_url).hostname == "api", name
+
+
+def test_the_tasks_outlive_down_and_up_in_redis(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    [volume] = redis["volumes"]
+    source, _, target = volume.partition(":")
+    assert target == "/data" and source in compose["volumes"]
+
+
+def test_each_demo_keeps_its_tasks_in_a_database_of_its_own(compose: dict[str, Any]) -> None:
+    stores = {
+        name: Settings.from_env(environment_defaults(compose["services"][name]["environment"],
+                                                     ("", CLUSTER_VARIABLE_PREFIX)))
+        for name in ("api", "api" + COPY_SUFFIX)
+    }
+    databases = {urlsplit(settings.task_store).path for settings in stores.values()}
+    results = {urlsplit(settings.result_backend).path for settings in stores.values()}
+    assert len(databases) == 2 and not databases & results
+
+
 # --- profile "cluster": three nodes and the services' copies that use them -----------------------
 
 
@@ -403,7 +473,7 @@ def test_compose_itself_reads_the_cluster_profile() -> None:
         return set(result.stdout.split())
 
     single = services()
-    assert single == PYTHON_SERVICES | {"rmq", "redis"}
+    assert single == PYTHON_SERVICES | IMAGE_SERVICES
     copies = {name + COPY_SUFFIX for name in PYTHON_SERVICES}
     assert services("--profile", CLUSTER_PROFILE) == single | set(CLUSTER_NODES) | copies
 

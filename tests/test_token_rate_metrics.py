@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -261,6 +263,58 @@ async def test_token_and_limit_together_limit_the_guessing(
     statuses = [(await both.post("/login", data={"token": f"guess-{n}"},
                                  allow_redirects=False)).status for n in range(4)]
     assert statuses == [401, 401, 429, 429]
+
+
+async def limited_behind(aiohttp_client, settings, tmp_path, trusted_proxies: str):
+    """The application with RATE_LIMIT=2/minute and the given TRUSTED_PROXIES."""
+    return await app_client(aiohttp_client, settings, tmp_path, rate_limit="2/minute",
+                            trusted_proxies=trusted_proxies)
+
+
+async def logins_from(client, *forwarded: str) -> list[int]:
+    """The statuses of one POST /login (a limited route) for each X-Forwarded-For value; without
+    API_TOKEN the login only sends the browser to the page (303)."""
+    return [(await client.post("/login", headers={"X-Forwarded-For": value},
+                               allow_redirects=False)).status for value in forwarded]
+
+
+async def test_behind_a_trusted_proxy_each_client_it_names_has_its_own_limit(
+    aiohttp_client, settings, tmp_path
+) -> None:
+    # The test client connects from 127.0.0.1: here, the proxy.
+    behind = await limited_behind(aiohttp_client, settings, tmp_path, "192.0.2.1, 127.0.0.0/8")
+    assert await logins_from(behind, "198.51.100.1", "198.51.100.1", "198.51.100.1") == [
+        303, 303, 429]
+    assert await logins_from(behind, "198.51.100.2") == [303]
+    # Only the address the proxy wrote counts, the last: what a client put before it does not.
+    assert await logins_from(behind, "203.0.113.9, 198.51.100.1") == [429]
+    two_lines = [("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.1")]
+    assert (await behind.post("/login", headers=two_lines, allow_redirects=False)).status == 429
+    # No address there: the client is the peer itself.
+    assert await logins_from(behind, "unknown", "198.51.100.3:4711", "unknown") == [303, 303, 429]
+
+
+async def test_forwarded_for_from_a_peer_not_trusted_names_nobody(
+    aiohttp_client, settings, tmp_path
+) -> None:
+    direct = await limited_behind(aiohttp_client, settings, tmp_path, "192.0.2.1")
+    assert await logins_from(direct, "198.51.100.1", "198.51.100.2", "198.51.100.3") == [
+        303, 303, 429]
+
+
+async def test_a_proxy_named_by_host_name_is_trusted_once_looked_up(
+    aiohttp_client, settings, tmp_path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="api.forwarded")
+    named = await limited_behind(aiohttp_client, settings, tmp_path, "localhost")
+    # The first request from a peer not known yet counts as the peer's own (127.0.0.1) and
+    # starts the lookup in the background.
+    assert await logins_from(named, "198.51.100.1") == [303]
+    async with asyncio.timeout(10):
+        while not any("127.0.0.1" in record.getMessage() for record in caplog.records):
+            await asyncio.sleep(0.01)
+    assert await logins_from(named, "198.51.100.1", "198.51.100.1", "198.51.100.1",
+                             "198.51.100.2") == [303, 303, 429, 303]
 
 
 # ------------------------------------------------------------------------------ /metrics

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from ipaddress import ip_network
 from urllib.parse import unquote
 
 import pytest
@@ -18,6 +19,7 @@ CUSTOM_ENV = {
     "CALLBACK_TOKEN": "token-for-callbacks",
     "API_TOKEN": "token-for-scripts-and-the-page",
     "RATE_LIMIT": "30/minute",
+    "TRUSTED_PROXIES": "proxy,10.0.0.0/8",
     "RMQ_MANAGEMENT_URL": "https://broker.example:15671/",
     "RMQ_MANAGEMENT_PUBLIC_URL": "https://public.example/rabbit/",
     "TASK_COUNTER_PATH": "/var/lib/demo/counter",
@@ -39,6 +41,7 @@ CUSTOM_VALUES = {
     "callback_token": "token-for-callbacks",
     "api_token": "token-for-scripts-and-the-page",
     "rate_limit": "30/minute",
+    "trusted_proxies": "proxy,10.0.0.0/8",
     "rmq_management_url": "https://broker.example:15671/",
     "rmq_management_public_url": "https://public.example/rabbit/",
     "task_counter_path": "/var/lib/demo/counter",
@@ -66,6 +69,7 @@ def test_empty_environment_gives_the_localhost_defaults() -> None:
     assert settings.api_token == ""
     assert settings.rate_limit == ""
     assert settings.rate_limit_parts is None
+    assert settings.trusted_proxy_parts == ((), ())
     assert settings.rmq_management_url == "http://localhost:15672/"
     assert settings.rmq_management_public_url == "http://localhost:15672/"
     assert settings.task_counter_path == ".state/task_counter"
@@ -261,6 +265,20 @@ def test_allowed_hosts_are_read_as_an_origin_names_them(raw: str, names: set[str
 def test_bad_allowed_hosts_are_rejected_naming_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match="ALLOWED_HOSTS"):
         Settings.from_env({"ALLOWED_HOSTS": raw})
+
+
+def test_trusted_proxies_are_networks_and_names() -> None:
+    settings = Settings.from_env({"TRUSTED_PROXIES": " 10.0.0.0/8, 127.0.0.1 ,::1,Proxy,lb.lan"})
+    assert settings.trusted_proxy_parts == (
+        (ip_network("10.0.0.0/8"), ip_network("127.0.0.1/32"), ip_network("::1/128")),
+        ("proxy", "lb.lan"),
+    )
+
+
+@pytest.mark.parametrize("raw", ["*", "300.1.1.1", "10.0.0.1/8", "[::1]", "proxy,", "a b", "x:80"])
+def test_bad_trusted_proxies_are_rejected_naming_the_variable(raw: str) -> None:
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TRUSTED_PROXIES": raw})
 
 
 def test_unknown_log_level_is_rejected_naming_the_variable() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -65,14 +65,16 @@ def stack(podman_api: engine.ApiService, tmp_path_factory, figures: dict) -> Ite
 
 
 def boot(stack: Stack, *services: str, profile: str | None = None,
-         healthy: tuple[str, ...] = ()) -> float:
-    """``docker compose [--profile P] up --detach [services]``: seconds until every container
-    runs and the ``healthy`` services' checks pass."""
+         healthy: tuple[str, ...] = (), scale: Mapping[str, int] | None = None) -> float:
+    """``docker compose [--profile P] up --detach [--scale S=N] [services]``: seconds until
+    every container runs and the ``healthy`` services' checks pass (each of their replicas')."""
     started = time.monotonic()
     profile_args = ["--profile", profile] if profile else []
-    stack.compose(*profile_args, "up", "--detach", *services)
+    scale = scale or {}
+    scale_args = [arg for name, count in scale.items() for arg in ("--scale", f"{name}={count}")]
+    stack.compose(*profile_args, "up", "--detach", *scale_args, *services)
     for service in healthy:
-        stack.wait_running(service, 1, timeout=300)
+        stack.wait_running(service, scale.get(service, 1), timeout=300)
     wait_for(lambda: all(c["State"] == "running" for c in stack.containers()), 120,
              interval=1.0, what="every container running")
     return round(time.monotonic() - started, 1)

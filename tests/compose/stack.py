@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Every host port the compose file publishes, by the variable that moves it.
 PORT_VARIABLES = (
-    "RMQ_HOST_PORT", "RMQ_MANAGEMENT_HOST_PORT", "API_HOST_PORT", "FLOWER_HOST_PORT",
+    "RMQ_HOST_PORT", "RMQ_MANAGEMENT_HOST_PORT", "API_HOST_PORT", "PROXY_STATS_HOST_PORT",
+    "FLOWER_HOST_PORT",
     "RMQ_1_HOST_PORT", "RMQ_2_HOST_PORT", "RMQ_3_HOST_PORT",
     "RMQ_1_MANAGEMENT_HOST_PORT", "RMQ_2_MANAGEMENT_HOST_PORT", "RMQ_3_MANAGEMENT_HOST_PORT",
     "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT",
@@ -60,17 +61,26 @@ class Stack:
             "COMPOSE_PROJECT_NAME": project,
         }
 
-    def compose(self, *args: str, timeout: float = 600.0) -> str:
-        """``docker compose <args>`` in the repository; its output, or a failure that shows it."""
+    def compose(self, *args: str, timeout: float = 600.0,
+                env: dict[str, str] | None = None) -> str:
+        """``docker compose <args>`` in the repository, with ``env`` set on the host beside the
+        stack's own variables; its output, or a failure that shows it."""
         started = time.monotonic()
         result = subprocess.run(
-            [*engine.COMPOSE, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-            timeout=timeout,
+            [*engine.COMPOSE, *args], cwd=ROOT, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=timeout,
         )
         log.info("compose %s: exit %s in %.1f s", " ".join(args), result.returncode,
                  time.monotonic() - started)
         assert result.returncode == 0, f"compose {' '.join(args)}:\n{result.stdout}{result.stderr}"
         return result.stdout
+
+    def up(self, *args: str) -> str:
+        """``docker compose up --detach <args>`` that leaves running containers be, as Docker's
+        engine does. Podman 4.3's API names a container's network by name where Compose expects
+        the network's id, so a plain ``up`` would recreate every running container, brokers
+        included, each time it is run."""
+        return self.compose("up", "--detach", "--no-recreate", *args)
 
     def url(self, variable: str) -> str:
         return f"http://127.0.0.1:{self.ports[variable]}"
@@ -106,6 +116,17 @@ class Stack:
         assert len(children) == 1, f"{container}: init {init_pid} has children {children}"
         return children[0]
 
+    def addresses(self, service: str) -> set[str]:
+        """The network addresses of the service's running containers."""
+        names = [c["Name"] for c in self.containers(service) if c["State"] == "running"]
+        output = engine.podman("inspect", "--format",
+                               "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", *names)
+        return set(output.stdout.split())
+
+    def started_at(self, container: str) -> str:
+        """When the container last started: a restart by its policy changes it."""
+        return engine.podman("inspect", "--format", "{{.State.StartedAt}}", container).stdout
+
     def kill_process(self, container: str) -> int:
         """SIGKILL the service's process, as a crash would: the container's restart policy, not
         a person, must bring it back. Returns the pid killed."""
@@ -125,7 +146,8 @@ class Stack:
         log.info("%s connected to %s again", container, network)
 
     def save_logs(self) -> None:
-        """Every container's output into the log folder, for a failure to be read after ``down``."""
-        (self.log_dir / f"{self.project}.log").write_text(
-            self.compose("--profile", "*", "logs", "--no-color", "--timestamps", timeout=120)
-        )
+        """Every container's output into the log folder, for a failure to be read after ``down``
+        (a second call after ``down`` finds nothing and keeps what the first one saved)."""
+        output = self.compose("--profile", "*", "logs", "--no-color", "--timestamps", timeout=120)
+        if output:
+            (self.log_dir / f"{self.project}.log").write_text(output)

@@ -7,7 +7,6 @@ whole again for whatever follows.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -19,6 +18,7 @@ from common import topology
 from runner.client import ApiClient
 from runner.polling import wait_for
 from tests.compose.conftest import boot
+from tests.compose.load import Load
 from tests.compose.stack import COURSE_PASSWORD, COURSE_USER, Stack
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
@@ -85,45 +85,6 @@ def test_stopping_a_node_under_200_tasks_loses_none(cluster: Stack, api: ApiClie
     assert {task["status"] for task in done} == {"DONE"}, [t for t in done if t["status"] != "DONE"]
     cluster.compose("--profile", "cluster", "start", "rmq-1")
     cluster.wait_running("rmq-1", 1, timeout=180)
-
-
-class Load:
-    """Both async methods sent at a steady pace; every answer recorded (the ledger)."""
-
-    def __init__(self, api: ApiClient, pause: float = 0.25) -> None:
-        self.api = api
-        self.pause = pause
-        self.accepted: list[int] = []
-        self.refused: list[str] = []
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        methods = ("rmq", "celery")
-        sent = 0
-        while not self._stopped.wait(self.pause):
-            method = methods[sent % 2]
-            sent += 1
-            try:
-                response = self.api.session.post(
-                    self.api.url("/api/tasks"), json={"method": method, "timeout": 0.1},
-                    timeout=30,
-                )
-            except requests.RequestException as exc:
-                self.refused.append(f"{method}: {exc!r}")
-                continue
-            if response.status_code == 202:
-                self.accepted.extend(task["task_num"] for task in response.json()["tasks"])
-            else:
-                self.refused.append(f"{method}: {response.status_code} {response.text[:200]}")
 
 
 def test_the_apis_node_partitioned_for_30_s_under_load_loses_no_accepted_task(
