@@ -8,7 +8,6 @@ latest.md (the table) and latest.png (the plot), and prints the table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -20,10 +19,8 @@ from typing import Any
 import requests
 
 from bench import report, stages
-from common.logs import configure_logging
-from common.settings import Settings
 from runner.broker import management_url
-from runner.cli import bounded, interrupt_on_signals
+from runner.cli import bounded, interrupt_on_signals, tool_settings
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results"
@@ -77,10 +74,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
     interrupt_on_signals()
-    base = Settings.from_env()
-    configure_logging(dataclasses.replace(base, log_level="INFO"))
-    # The runner's helper connections: a line each, and a warning for a queue not declared yet.
-    logging.getLogger("pika").setLevel(logging.ERROR)
+    base = tool_settings()
     logging.getLogger("aio_pika").setLevel(logging.WARNING)  # "Deleting <Queue ...>" and the like
     logging.getLogger("runner").setLevel(logging.WARNING)  # a line per process started
 

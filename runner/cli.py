@@ -4,8 +4,13 @@ share: bounded arguments, and an interruption that still cleans up."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import signal
 from collections.abc import Callable
+
+from common.logs import configure_logging
+from common.settings import Settings
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -39,3 +44,13 @@ def bounded(low: float, high: float, whole: bool = True) -> Callable[[str], floa
         return value
 
     return parse
+
+
+def tool_settings() -> Settings:
+    """The machine's broker and credentials (RMQ_URL etc. are honoured), with the tool's log at
+    INFO."""
+    base = Settings.from_env()
+    configure_logging(dataclasses.replace(base, log_level="INFO"))
+    # The runner's helper connections: a line each, and a warning for a queue not declared yet.
+    logging.getLogger("pika").setLevel(logging.ERROR)
+    return base
