@@ -42,7 +42,8 @@ class Ledger:
     done_twice: list[int] = dataclasses.field(default_factory=list)  # DONE recorded twice
     ran_again: list[int] = dataclasses.field(default_factory=list)  # worked on more than planned
     redelivered: list[int] = dataclasses.field(default_factory=list)  # redeliveries > 0
-    longest: tuple[int, float] | None = None  # (task, seconds from accepted to its end)
+    # (task, seconds from accepted to its end): the slowest of those not sent with fail.
+    longest: tuple[int, float] | None = None
 
     def problems(self) -> list[str]:
         """What fails the run, each with the tasks it is about."""
@@ -88,6 +89,7 @@ def check(accepted: list[int], tasks: Mapping[int, dict[str, Any] | None], log_t
         if task["redeliveries"]:
             ledger.redelivered.append(number)
         took = task["finished_at"] - task["created_at"]
-        if ledger.longest is None or took > ledger.longest[1]:
+        # A task sent with fail waits out Celery's retries (2 + 4 + 8 s) on purpose.
+        if not task["fail"] and (ledger.longest is None or took > ledger.longest[1]):
             ledger.longest = (number, took)
     return ledger

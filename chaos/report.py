@@ -57,8 +57,10 @@ def markdown(results: Results) -> str:
     methods = Counter(method for _, method, *_ in tasks)
     answers = results["answers"]
     took = durations(results)
-    longest = "—" if book["longest"] is None else \
-        f"{book['longest'][1]:.1f} с (задача {book['longest'][0]})"
+    slowest = max(((finished - created, number)
+                   for number, _, fail, created, finished, *_ in tasks
+                   if finished is not None and not fail), default=None)
+    longest = "—" if slowest is None else f"{slowest[0]:.1f} с (задача {slowest[1]})"
     cluster = ", кластер из трёх узлов" if settings["cluster"] else ""
     rows = [
         ("Прогон", f"{settings['seconds'] / 60:g} мин нагрузки, {settings['rate']:g} задач/с "
@@ -77,7 +79,7 @@ def markdown(results: Results) -> str:
         ("Доставлены брокером повторно (`redeliveries` > 0)", str(len(book["redelivered"]))),
         ("Конец в конец p50 / p99 (без задач с fail)",
          f"{percentile(took, 50):.2f} / {percentile(took, 99):.1f} с" if took else "—"),
-        ("Самая долгая задача конец в конец", longest),
+        ("Самая долгая задача конец в конец (без задач с fail)", longest),
         ("Всё завершилось после конца последнего отказа через", f"{results['recovered_in']:g} с"),
     ]
     lines = ["| Что | Сколько |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]
@@ -119,7 +121,7 @@ def plot(results: Results, path: Path) -> None:
     rate.step(seconds, finished, where="post", color="black", linewidth=0.8,
               label="завершено (DONE или ERROR), задач/с")
     rate.step(seconds, refused, where="post", color="tab:red", linewidth=0.8,
-              label="ответ 503 (брокер недоступен), в секунду")
+              label="ответ 503 (брокер или хранилище недоступны), в секунду")
     rate.step(seconds, unanswered, where="post", color="tab:gray", linewidth=0.8,
               linestyle="--", label="без ответа (по времени отправки), в секунду")
     rate.set_ylabel("задач в секунду")
