@@ -55,9 +55,10 @@ def as_root(*command: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def check_tools(cluster: bool) -> None:
+def check_tools() -> None:
     """Fail before anything starts if a fault could not be done."""
-    needed = ["redis-server", "iptables"] + ([] if cluster else ["rabbitmqctl"])
+    # rabbitmqctl restarts the native node, or asks the cluster's nodes who they are.
+    needed = ["redis-server", "iptables", "rabbitmqctl"]
     missing = [tool for tool in needed if shutil.which(tool) is None]
     if missing:
         raise Unavailable(f"make chaos needs {', '.join(missing)} (make chaos installs them)")

@@ -85,7 +85,7 @@ def final_states(stand: Stand, numbers: list[int]) -> dict[int, dict[str, Any] |
 
 def run(config: Config, base: Settings, management: requests.Session, state_dir: Path
         ) -> dict[str, Any]:
-    check_tools(config.cluster)
+    check_tools()
     plan = schedule(config.seed, config.seconds, config.cluster)
     log.info("seed %s: %d faults in %.0f s: %s", config.seed, len(plan), config.seconds,
              ", ".join(f"{fault.at:.0f}s {fault.kind}" for fault in plan))
