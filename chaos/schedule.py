@@ -48,7 +48,7 @@ HOLDS: dict[Kind, tuple[float, float]] = {
     Kind.WORKER_PAUSE: (3 * HEARTBEAT, 5 * HEARTBEAT),
     Kind.API_BLACKHOLE: (3, 8),
 }
-# Two processes of each service run: a fault picks one of them.
+# Two processes of each service run (chaos.stand): a fault picks one of them.
 COPIES = 2
 TARGETS: dict[Kind, str] = {
     Kind.CONSUMER_KILL: "consumer:consumer-{}",

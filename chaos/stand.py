@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from chaos.schedule import COPIES
 from common import routes, topology
 from common.settings import URL_SEPARATOR, Settings, split_urls
 from runner import cluster as rmq_cluster
@@ -23,7 +24,8 @@ from runner.supervisor import Supervised
 
 log = logging.getLogger(__name__)
 
-SCALE = {"api": 2, "consumer": 2, "celery_worker": 2}
+# Two of each, so that a fault on one leaves the other serving (schedule.COPIES).
+SCALE = {name: COPIES for name in ("api", "consumer", "celery_worker")}
 # Not under test: Beat would order tasks of its own, and Flower watches. Two cores are few.
 IDLE = ("celery_beat", "flower")
 READY_WITHIN = 120.0  # seconds: six services starting at once on two cores
