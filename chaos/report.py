@@ -81,6 +81,7 @@ def markdown(results: Results) -> str:
          f"{percentile(took, 50):.2f} / {percentile(took, 99):.1f} с" if took else "—"),
         ("Самая долгая задача конец в конец (без задач с fail)", longest),
         ("Всё завершилось после конца последнего отказа через", f"{results['recovered_in']:g} с"),
+        *_unacknowledged_row(results.get("unacknowledged")),
     ]
     lines = ["| Что | Сколько |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]
     lines += ["", "| Отказ | Раз | Длился, с всего |", "| --- | --- | --- |"]
@@ -89,6 +90,16 @@ def markdown(results: Results) -> str:
     verdict = ("Итог: каждая принятая задача учтена." if not problems
                else "Итог: ПРОВАЛ.\n\n" + "\n".join(f"- {problem}" for problem in problems))
     return "\n".join([*lines, "", verdict]) + "\n"
+
+
+def _unacknowledged_row(found: dict[str, list[int]] | None) -> list[tuple[str, str]]:
+    """Tasks the store has without a 202 to any client (a run saved before this has none)."""
+    if found is None:
+        return []
+    unfinished = found["unfinished"]
+    shown = ", ".join(map(str, unfinished[:10])) + (" ..." if len(unfinished) > 10 else "")
+    return [("В хранилище без ответа 202 клиенту: завершены / не завершены",
+             f"{len(found['finished'])} / {len(unfinished)}" + (f" ({shown})" if shown else ""))]
 
 
 def plot(results: Results, path: Path) -> None:

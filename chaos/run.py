@@ -53,6 +53,15 @@ def _inject_on_schedule(injector: Injector, plan: list[Fault], started: float,
         threads.append(thread)
 
 
+def _read(stand: Stand, session: requests.Session, number: int) -> dict[str, Any] | None:
+    """``GET /api/tasks/N``: the task, or None if the store does not know it."""
+    response = session.get(stand.api.url(routes.TASK.format(task_num=number)), timeout=10)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.json()
+
+
 def final_states(stand: Stand, numbers: list[int]) -> dict[int, dict[str, Any] | None]:
     """Poll the store until every task is DONE or ERROR (or the deadline passes): what it says
     about each, None for a task it does not know."""
@@ -62,17 +71,10 @@ def final_states(stand: Stand, numbers: list[int]) -> dict[int, dict[str, Any] |
 
     def all_final() -> bool:
         nonlocal waiting
-        still = []
         for number in waiting:
-            response = session.get(stand.api.url(routes.TASK.format(task_num=number)), timeout=10)
-            if response.status_code == 404:
-                known[number] = None
-                continue
-            response.raise_for_status()
-            known[number] = task = response.json()
-            if not TaskStatus(task["status"]).is_final:
-                still.append(number)
-        waiting = still
+            known[number] = _read(stand, session, number)
+        waiting = [number for number in waiting
+                   if known[number] and not TaskStatus(known[number]["status"]).is_final]
         log.info("settling: %d of %d tasks not finished yet", len(waiting), len(numbers))
         return not waiting
 
@@ -81,6 +83,14 @@ def final_states(stand: Stand, numbers: list[int]) -> dict[int, dict[str, Any] |
     except AssertionError as exc:
         log.error("%s", exc)  # the ledger names each task still waiting
     return known
+
+
+def unacknowledged(stand: Stand, numbers: list[int]) -> dict[int, dict[str, Any]]:
+    """The tasks the store has among ``numbers`` (none of them got a 202): a request that timed
+    out, or an API process killed, after its task was made. Read once, after the settling."""
+    session = requests.Session()
+    found = {number: _read(stand, session, number) for number in numbers}
+    return {number: task for number, task in found.items() if task is not None}
 
 
 def run(config: Config, base: Settings, management: requests.Session, state_dir: Path
@@ -114,15 +124,18 @@ def run(config: Config, base: Settings, management: requests.Session, state_dir:
         accepted = load.accepted()
         tasks = final_states(demo, list(accepted))
         settled = time.time()
+        # Numbers the API gave out but no client heard of (a 503 discards its task).
+        given = range(min(accepted, default=1), max(accepted, default=0) + 1)
+        others = unacknowledged(demo, [number for number in given if number not in accepted])
         log_text = demo.demo.log_path.read_text(errors="replace")
     checked = ledger.check(list(accepted), tasks, log_text)
-    return results(config, demo.settings, started_at, load, events, tasks, log_text, checked,
-                   faults_over, settled)
+    return results(config, demo.settings, started_at, load, events, tasks, others, log_text,
+                   checked, faults_over, settled)
 
 
 def results(config: Config, settings: Settings, started_at: float, load: Load,
-            events: list[Event],
-            tasks: dict[int, dict[str, Any] | None], log_text: str, checked: ledger.Ledger,
+            events: list[Event], tasks: dict[int, dict[str, Any] | None],
+            others: dict[int, dict[str, Any]], log_text: str, checked: ledger.Ledger,
             faults_over: float, settled: float) -> dict[str, Any]:
     """The run as JSON data: times in seconds from the start of the load."""
 
@@ -161,6 +174,14 @@ def results(config: Config, settings: Settings, started_at: float, load: Load,
             "problems": checked.problems()
             + [f"fault {event.kind} {event.target}: {event.error}"
                for event in events if event.error],
+        },
+        # Tasks the store has though no client got their 202: not the ledger's to account for,
+        # but one never finished stays on the page as PENDING.
+        "unacknowledged": {
+            "finished": sorted(n for n, task in others.items()
+                               if TaskStatus(task["status"]).is_final),
+            "unfinished": sorted(n for n, task in others.items()
+                                 if not TaskStatus(task["status"]).is_final),
         },
         # From the end of the last fault to the last task's end.
         "recovered_in": round(max(finished, default=faults_over) - faults_over, 1),

@@ -117,6 +117,7 @@ RESULTS = {
     "ledger": {"accepted": 3, "done": 2, "error": 1, "stuck": [], "lost": [], "unexplained": [],
                "done_twice": [], "ran_again": [2], "redelivered": [2], "longest": [2, 30.0],
                "problems": []},
+    "unacknowledged": {"finished": [9], "unfinished": [11]},
     "recovered_in": 4.2,
     "settled_in": 9.0,
 }
@@ -129,6 +130,8 @@ def test_the_table_tells_the_ledger_and_the_faults_by_kind() -> None:
     assert "| Выполнены больше одного раза (at-least-once) | 1 |" in table
     assert "| Самая долгая задача конец в конец (без задач с fail) | 30.0 с (задача 2) |" in table
     assert "| брокер: stop_app … start_app | 1 | 15 |" in table
+    # Made but never told to a client: task 11 is left PENDING on the page.
+    assert "| В хранилище без ответа 202 клиенту: завершены / не завершены | 1 / 1 (11) |" in table
     assert table.rstrip().endswith("Итог: каждая принятая задача учтена.")
 
 
