@@ -14,9 +14,9 @@ from common.tasks import Method
 
 # task_lifecycle.run_task logs one line as each run of a task starts its work...
 WORKING = re.compile(r"task (\d+): working ")
-# ...and one when the API recorded its DONE; a DONE the API answered with 409 (already final)
-# logs "done, DONE already recorded" instead.
-DONE_RECORDED = re.compile(r"task (\d+): done, worker=")
+# The API logs each status its store took (api/json_api.py), once the change is stored; a report
+# it refused with 409 logs "a DONE task cannot become DONE" instead.
+DONE_RECORDED = re.compile(r"task (\d+): DONE, worker=")
 
 
 def count(pattern: re.Pattern[str], text: str) -> Counter[int]:

@@ -54,10 +54,13 @@ def task(number: int, status: str = "DONE", *, method: str = "rmq", fail: bool =
 
 LOG = """\
 2026-12-02 08:12:49,956 INFO task_lifecycle: task 1: working 0.2 s, worker=consumer@vm:26247
+2026-12-02 08:12:50,199 INFO api.json_api: task 1: DONE, worker=consumer@vm:26247
 2026-12-02 08:12:50,200 INFO task_lifecycle: task 1: done, worker=consumer@vm:26247
 [2026-12-02 08:12:50,080: INFO/ForkPoolWorker-2] task 2: working 0.2 s, worker=celery@vm:27152
 [2026-12-02 08:12:55,080: INFO/ForkPoolWorker-1] task 2: working 0.2 s, worker=celery@vm:27153
+2026-12-02 08:12:55,299 INFO api.json_api: task 2: DONE, worker=celery@vm:27153
 [2026-12-02 08:12:55,300: INFO/ForkPoolWorker-1] task 2: done, worker=celery@vm:27153
+2026-12-02 08:12:55,309 INFO api.json_api: task 2: a DONE task cannot become DONE, worker=x
 [2026-12-02 08:12:55,310: INFO/ForkPoolWorker-2] task 2: done, DONE already recorded, worker=x
 """
 
@@ -68,7 +71,7 @@ def test_a_clean_ledger_counts_what_ran_again_and_what_was_redelivered() -> None
     book = ledger.check([1, 2, 3], tasks, LOG)
     assert book.problems() == []
     assert (book.accepted, book.done, book.error) == (3, 2, 1)
-    # Task 2 worked twice (at least once), and its second DONE heard "already recorded".
+    # Task 2 worked twice (at least once), and the API refused its second DONE with 409.
     assert book.ran_again == [2] and book.done_twice == []
     assert book.redelivered == [2]
     # Task 3 took longer, waiting out its retries on purpose: the longest is task 2.
@@ -84,7 +87,7 @@ def test_celery_retries_of_a_task_sent_with_fail_are_not_running_again() -> None
 def test_stuck_lost_unexplained_and_done_twice_each_fail_the_run_naming_the_tasks() -> None:
     tasks = {1: task(1, "IN_PROGRESS"), 2: None, 3: task(3, "ERROR"), 4: task(4, fail=True),
              5: task(5)}
-    twice = "task 5: done, worker=a\ntask 5: done, worker=b\n"
+    twice = "INFO api.json_api: task 5: DONE, worker=a\nINFO api.json_api: task 5: DONE, worker=b\n"
     problems = ledger.check([1, 2, 3, 4, 5], tasks, twice).problems()
     assert problems == [
         "1 task(s) not finished (neither DONE nor ERROR): 1",
