@@ -59,10 +59,9 @@ def test_a_seeded_two_minute_run_accounts_for_every_accepted_task(
     book = results["ledger"]
     assert book["problems"] == [], report.markdown(results)
     assert {fault["kind"] for fault in results["faults"]} == set(kinds(cluster=False))
-    # About ten a second, less while the broker was away.
+    # About ten a second, less while the broker was away. (How many ran twice or were delivered
+    # again depends on what was in flight at each fault: counted, not asserted.)
     assert book["accepted"] >= 600 and book["done"] + book["error"] == book["accepted"]
-    # Faults that kill or stop a worker mid-task make at-least-once visible.
-    assert book["redelivered"] and book["ran_again"]
     stand = results["stand"]
     assert_left_nothing(base_settings, management, stand["vhost"], stand["task_store"])
     report.plot(results, tmp_path / "chaos.png")
