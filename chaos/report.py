@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from chaos.load import IN_FLIGHT
 from chaos.schedule import Kind
 
 Results = dict[str, Any]
@@ -33,12 +34,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def durations(results: Results, with_fail: bool = False) -> list[float]:
-    """Seconds from accepted to DONE or ERROR of each finished task (those sent with fail wait
-    out Celery's retries on purpose: left out unless asked for)."""
+def durations(results: Results) -> list[float]:
+    """Seconds from accepted to DONE or ERROR of each finished task, but those sent with fail:
+    they wait out Celery's retries on purpose."""
     return [finished - created
             for _, _, fail, created, finished, *_ in results["tasks"]
-            if finished is not None and (with_fail or not fail)]
+            if finished is not None and not fail]
 
 
 def fault_rows(results: Results) -> list[tuple[str, int, float]]:
@@ -65,10 +66,10 @@ def markdown(results: Results) -> str:
     rows = [
         ("Прогон", f"{settings['seconds'] / 60:g} мин нагрузки, {settings['rate']:g} задач/с "
                    f"(rmq и celery по очереди, работа {settings['work']:g} с, "
-                   f"{settings['fail_share']:.0%} с fail){cluster}; seed {settings['seed']}"),
+                   f"{settings['fail_share'] * 100:g} % с fail){cluster}; seed {settings['seed']}"),
         ("Принято задач (202)", f"{book['accepted']} (rmq {methods['rmq']}, "
                                 f"celery {methods['celery']})"),
-        ("Ответы 503 / без ответа / не отправлено (64 запроса уже ждали)",
+        (f"Ответы 503 / без ответа / не отправлено (ответа уже ждали {IN_FLIGHT} запроса)",
          f"{answers.get('503', 0)} / {answers.get('0', 0)} / {results['dropped']}"),
         ("Отказов", str(len(results["faults"]))),
         ("DONE / ERROR (ERROR — только задачи с fail)", f"{book['done']} / {book['error']}"),
