@@ -128,6 +128,8 @@ compose-test: venv podman
 bench: venv rmq redis wrk
 	$(PYTHON) -m bench
 
+# Faults under load, then every accepted task accounted for (README: "Хаос под нагрузкой"). The
+# run starts a redis-server of its own: `redis` is here to install it.
 chaos: venv rmq redis iptables
 	$(PYTHON) -m chaos --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) \
 		$(if $(filter 1,$(CLUSTER)),--cluster)
