@@ -20,9 +20,14 @@ export TASK_STORE ?= redis://localhost:6379/2
 endif
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
+# make chaos: minutes of load, the faults' seed (new each run unless given), CLUSTER=1 for the
+# three-node cluster.
+MINUTES ?= 5
+SEED ?=
+CLUSTER ?=
 
-.PHONY: help dev test compose-test lint bench venv rmq redis browser wrk podman definitions cluster \
-	cluster-stop clean
+.PHONY: help dev test compose-test lint bench chaos venv rmq redis browser wrk iptables podman \
+	definitions cluster cluster-stop clean
 
 help:
 	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N"
@@ -30,6 +35,8 @@ help:
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
+	@echo "make chaos  - MINUTES of load while seeded faults hit the demo, then every accepted task"
+	@echo "              accounted for (SEED=N repeats a run, CLUSTER=1 on the three-node cluster)"
 	@echo "make compose-test - docker-compose.yml booted on Podman and tested through its ports"
 	@echo "              (for machines without Docker; about 10 min the first time)"
 	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
@@ -82,6 +89,10 @@ browser:
 wrk:
 	$(call apt_install,wrk)
 
+# Debian's iptables: make chaos blackholes the API's port with it.
+iptables:
+	$(call apt_install,iptables)
+
 # Podman and what it needs to run docker-compose.yml where no Docker engine is (containers/):
 # runc (crun refuses this machine's cgroup layout), netavark and iptables for networks,
 # aardvark-dns for service names, catatonit for `init: true`, debootstrap for the stand-ins.
@@ -107,7 +118,7 @@ lint: venv
 	ruff check .
 	lint-imports --no-logo
 
-test: venv rmq redis browser wrk lint
+test: venv rmq redis browser wrk iptables lint
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # The compose file as a Docker user runs it, on Podman with stand-ins for the official images.
@@ -116,6 +127,12 @@ compose-test: venv podman
 
 bench: venv rmq redis wrk
 	$(PYTHON) -m bench
+
+# Faults under load, then every accepted task accounted for (README: "Хаос под нагрузкой"). The
+# run starts a redis-server of its own: `redis` is here to install it.
+chaos: venv rmq redis iptables
+	$(PYTHON) -m chaos --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) \
+		$(if $(filter 1,$(CLUSTER)),--cluster)
 
 # rmq/definitions.json (classic queues) and definitions.quorum.json (a cluster's) are generated
 # from common/topology.py; a test fails when either is stale.

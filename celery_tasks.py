@@ -69,12 +69,20 @@ class ReportingTask(Task):
 
 
 @task_retry.connect
-def report_retry(sender: ReportingTask, request: Context, reason: Retry, **_: object) -> None:
+def report_retry(sender: ReportingTask, request: Context, reason: Retry | None = None,
+                 **_: object) -> None:
     """A try failed and Celery scheduled the next: report when, so that the page can count down.
 
     ``reason.when`` is Celery's own countdown (seconds), or an eta.
     """
     task_num = request.kwargs.get("task_num")
+    if reason is None:
+        # Celery cancelled the running task because the broker connection dropped
+        # (worker_cancel_long_running_tasks_on_connection_loss) and sends no reason: no try was
+        # scheduled. The broker delivers the message again, and that run reports itself.
+        log.debug("task %r: cancelled on a lost broker connection, worker=%s",
+                  task_num, reporter().worker_id)
+        return
     when = reason.when
     next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
     if isinstance(reason.exc, ReportNotRecorded):

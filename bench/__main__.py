@@ -8,23 +8,19 @@ latest.md (the table) and latest.png (the plot), and prints the table.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
 import platform
-import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench import report, stages
-from common.logs import configure_logging
-from common.settings import Settings
 from runner.broker import management_url
+from runner.cli import bounded, interrupt_on_signals, tool_settings
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).parent / "results"
@@ -62,54 +58,23 @@ def run(bench: stages.Bench, args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def stop(signum: int, _frame: object) -> None:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt where the run is, so that every ``finally``
-    stops its processes and deletes its vhost on the way out.
-
-    Python's default for SIGTERM would skip them all. For Ctrl-C inside ``asyncio.run`` Python
-    only cancels the running task, and a library that swallows that cancellation lets the run
-    go on (seen once in the suite: a Ctrl-C while publishing was lost).
-    """
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``. The bounds keep a run's load
-    bounded in count and time, and wrk takes whole seconds and at least one connection."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
-        return value
-
-    return parse
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--connections", type=whole(1, 1000), default=32,
+    parser.add_argument("--connections", type=bounded(1, 1000), default=32,
                         help="concurrent connections (and confirms in flight) on the accept path")
-    parser.add_argument("--seconds", type=whole(1, 60), default=8,
+    parser.add_argument("--seconds", type=bounded(1, 60), default=8,
                         help="length of each load run, whole seconds")
-    parser.add_argument("--tasks", type=whole(1, 100_000), default=2000,
+    parser.add_argument("--tasks", type=bounded(1, 100_000), default=2000,
                         help="zero-work tasks end to end")
-    parser.add_argument("--rounds", type=whole(1, 100), default=10,
+    parser.add_argument("--rounds", type=bounded(1, 100), default=10,
                         help="one-second tasks per worker slot in the scaling stage")
-    parser.add_argument("--memory-tasks", type=whole(1, 1_000_000), default=100_000,
+    parser.add_argument("--memory-tasks", type=bounded(1, 1_000_000), default=100_000,
                         help="tasks accepted before the api's memory is read")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the results go")
     args = parser.parse_args()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
-    base = Settings.from_env()
-    configure_logging(dataclasses.replace(base, log_level="INFO"))
-    # The runner's helper connections: a line each, and a warning for a queue not declared yet.
-    logging.getLogger("pika").setLevel(logging.ERROR)
+    interrupt_on_signals()
+    base = tool_settings()
     logging.getLogger("aio_pika").setLevel(logging.WARNING)  # "Deleting <Queue ...>" and the like
     logging.getLogger("runner").setLevel(logging.WARNING)  # a line per process started
 

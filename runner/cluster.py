@@ -15,10 +15,13 @@ import os
 import signal
 import socket
 import subprocess
+import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-from common.settings import URL_SEPARATOR
+from common import topology
+from common.settings import URL_SEPARATOR, Settings
 from runner import proc
 from runner.polling import wait_for
 from runner.procfile import ROOT
@@ -60,6 +63,33 @@ def node(erlang_name: str) -> Node:
 def urls(user: str, password: str, vhost: str = "/") -> str:
     """All three nodes as one ``RMQ_URL``: Celery's failover list, separated by ``;``."""
     return URL_SEPARATOR.join(n.url(user, password, vhost) for n in NODES)
+
+
+def on_cluster(base_settings: Settings) -> Settings:
+    """The demo on all three nodes, with quorum queues, as the base settings' user."""
+    user, password = base_settings.rmq_user, base_settings.rmq_password
+    return dataclasses.replace(
+        base_settings,
+        rmq_url=urls(user, password),
+        rmq_management_url=URL_SEPARATOR.join(
+            f"http://localhost:{node.management_port}/" for node in NODES
+        ),
+        rmq_queue_type=topology.QUORUM,
+    )
+
+
+@contextlib.contextmanager
+def scratch_vhost(user: str) -> Iterator[str]:
+    """A new vhost on the cluster (quorum queues need a fresh one), deleted afterwards through a
+    node that runs then."""
+    vhost = f"cluster-test-{uuid.uuid4().hex[:8]}"
+    ctl(NODES[0], "add_vhost", vhost)
+    try:
+        ctl(NODES[0], "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield vhost
+    finally:
+        survivor = running_nodes(NODES[-1])[0]
+        ctl(survivor, "delete_vhost", vhost)
 
 
 def script(command: str, env: dict[str, str] | None = None) -> str:

@@ -7,12 +7,10 @@ demo running on the same broker (`make dev`) is neither disturbed nor disturbing
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from api.app import create_app
@@ -21,6 +19,7 @@ from runner import cluster as rmq_cluster
 from runner.broker import scratch_vhost, sweep_stale_vhosts
 from runner.client import ApiClient
 from runner.polling import wait_for
+from runner.redis_server import RedisServer
 from runner.services import QUICK_START, Service, Services, demo_settings, free_port
 
 
@@ -143,35 +142,6 @@ async def client(aiohttp_client, settings: Settings, tmp_path):
     """The application in this process, for tests of its HTTP behaviour (on the test vhost)."""
     own = dataclasses.replace(settings, task_counter_path=str(tmp_path / "task_counter"))
     return await aiohttp_client(create_app(own))
-
-
-class RedisServer:
-    """A redis-server of the test's own, on a free port, that the test stops and starts again.
-
-    It keeps its data in ``directory`` (an append-only file written on every command), so a
-    restart, even after a kill, finds what was stored, as the demo's own Redis does.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )
-        with redis.Redis.from_url(self.url) as client:
-            wait_for(client.ping, 10, what=f"redis-server on {self.port}")
-
-    def stop(self) -> None:
-        """kill -9: what a crash, or `docker kill`, does."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from common.statuses import TaskStatus
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.procfile import ROOT
+from runner.redis_server import RedisServer
 from runner.services import Services, free_port, service_env
 from runner.supervisor import Supervised
-from tests.conftest import RedisServer
 
 
 @pytest.fixture

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from celery.app.task import Context
+from celery.signals import task_retry
 
 from celery_config import create_celery_app, fail_retry_pauses
+from celery_tasks import process_task
 from common import topology
 from common.settings import Settings
 from runner.client import ApiClient
@@ -60,6 +63,14 @@ def test_a_failing_task_shows_each_retry_and_ends_with_the_attempts_used(
     waits = sorted({round(e["next_try_at"] - e["started_at"]) for e in seen})
     assert waits == fail_retry_pauses() == [2, 4, 8]
     assert celery_worker.log().count(f"task {task['task_num']}: attempt") == 3
+
+
+def test_a_task_cancelled_on_a_lost_broker_connection_is_no_retry_to_report() -> None:
+    # What Celery sends when the broker connection drops under a running acks_late task
+    # (Request.cancel): task_retry without a reason. Found by make chaos, where the handler
+    # raised TypeError with a traceback at every broker restart.
+    responses = task_retry.send(process_task, request=Context(kwargs={"task_num": 7}), einfo=None)
+    assert [response for _, response in responses] == [None]
 
 
 async def test_the_celery_card_quotes_the_retries_the_worker_makes(client) -> None:

@@ -14,7 +14,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,21 +109,8 @@ def cluster_settings(
     cluster: tuple[Node, ...], base_settings: Settings, tmp_path: Path
 ) -> Iterator[Settings]:
     """The demo on all three nodes, in a vhost of its own (quorum queues need a fresh one)."""
-    vhost = f"cluster-test-{uuid.uuid4().hex[:8]}"
-    user, password = base_settings.rmq_user, base_settings.rmq_password
-    rmq_cluster.ctl(cluster[0], "add_vhost", vhost)
-    rmq_cluster.ctl(cluster[0], "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
-    on_cluster = dataclasses.replace(
-        base_settings,
-        rmq_url=rmq_cluster.urls(user, password),
-        rmq_management_url=URL_SEPARATOR.join(
-            f"http://localhost:{node.management_port}/" for node in cluster
-        ),
-        rmq_queue_type=topology.QUORUM,
-    )
-    yield demo_settings(on_cluster, vhost, tmp_path)
-    survivor = rmq_cluster.running_nodes(cluster[-1])[0]
-    rmq_cluster.ctl(survivor, "delete_vhost", vhost)
+    with rmq_cluster.scratch_vhost(base_settings.rmq_user) as vhost:
+        yield demo_settings(rmq_cluster.on_cluster(base_settings), vhost, tmp_path)
 
 
 def node_of_api(api: ApiClient) -> Node:

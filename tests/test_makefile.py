@@ -121,7 +121,7 @@ def test_make_dev_installs_what_the_demo_runs_and_the_tools_come_with_test(tmp_p
     assert pip_installs("test", venv) == []
 
     os.utime(venv / ".installed-dev", (0, 0))
-    for target in ("test", "lint", "bench", "venv"):
+    for target in ("test", "lint", "bench", "chaos", "venv"):
         assert pip_installs(target, venv) == ["requirements-dev.txt"], target
     assert pip_installs("dev", venv) == ["requirements.txt"]
 
