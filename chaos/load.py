@@ -43,9 +43,15 @@ class Answer:
 
 
 class Load:
-    def __init__(self, base_url: str, rate: float, seed: int) -> None:
+    """``rate`` tasks a second, ``methods`` in turn, ``fail_share`` of them sent with fail."""
+
+    def __init__(self, base_url: str, rate: float, seed: int,
+                 methods: tuple[Method, ...] = (Method.RMQ, Method.CELERY),
+                 fail_share: float = FAIL_SHARE) -> None:
         self.url = f"{base_url}{routes.TASKS}"
         self.rate = rate
+        self._methods = methods
+        self._fail_share = fail_share
         self._rng = random.Random(seed)  # which tasks fail: the same for the same seed
         self.answers: list[Answer] = []
         self.dropped = 0  # ticks with IN_FLIGHT requests already waiting: not sent
@@ -65,10 +71,10 @@ class Load:
         self._pool.shutdown(wait=True)
 
     def _run(self) -> None:
-        methods = (Method.RMQ, Method.CELERY)
+        methods = self._methods
         started, tick = time.monotonic(), 0
         while not self._stop.wait(max(0.0, started + tick / self.rate - time.monotonic())):
-            method, fail = methods[tick % 2], self._rng.random() < FAIL_SHARE
+            method, fail = methods[tick % len(methods)], self._rng.random() < self._fail_share
             tick += 1
             if not self._in_flight.acquire(blocking=False):
                 self.dropped += 1

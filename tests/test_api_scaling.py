@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from chaos.load import Load
 from common import routes
 from common.settings import Settings
 from common.statuses import TaskStatus
+from common.tasks import Method
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.procfile import ROOT
@@ -98,38 +100,6 @@ def health(api: ApiClient) -> dict:
     return api.session.get(api.url(routes.HEALTHZ), timeout=5).json()
 
 
-class Load:
-    """Tasks sent in a thread, each request on a new connection (so that the kernel spreads
-    them over the processes sharing the port), until stopped: which were accepted (202), and
-    how many requests found no process to answer."""
-
-    def __init__(self, base_url: str) -> None:
-        self.url = f"{base_url}{routes.TASKS}"
-        self.accepted: list[int] = []
-        self.refused = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        body = {"method": "rmq", "timeout": 0.1, "count": 3}
-        while not self._stop.is_set():
-            try:
-                response = requests.post(self.url, json=body, timeout=5,
-                                         headers={"Connection": "close"})
-            except requests.RequestException:
-                self.refused += 1
-                continue
-            if response.status_code == 202:
-                self.accepted += [task["task_num"] for task in response.json()["tasks"]]
-            else:
-                self.refused += 1
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-
 @pytest.fixture
 def two_apis_on_one_port(shared: Settings, tmp_path: Path) -> Iterator[Supervised]:
     """`make dev APIS=2` with one consumer, as supervisor runs them."""
@@ -150,20 +120,22 @@ def test_a_killed_api_process_loses_no_accepted_task(
 ) -> None:
     demo = two_apis_on_one_port
     api = ApiClient(f"http://127.0.0.1:{shared.api_port}")
-    load = Load(api.base_url)
+    # chaos's load: each request on a new connection, so the kernel spreads them over both.
+    load = Load(api.base_url, rate=20, seed=0, methods=(Method.RMQ,), fail_share=0)
+    load.start()
     try:
-        wait_for(lambda: len(load.accepted) >= 30, 30, what="tasks accepted under load")
+        wait_for(lambda: len(load.accepted()) >= 30, 30, what="tasks accepted under load")
         killed = demo.pid("api:api-0")
         os.kill(killed, signal.SIGKILL)
         # The other process serves the port alone until supervisor brings the first back.
-        mark = len(load.accepted)
+        mark = len(load.accepted())
         wait_for(lambda: demo.pid("api:api-0") not in (0, killed), 15,
                  what="supervisor to restart the killed api")
-        wait_for(lambda: len(load.accepted) >= mark + 30, 30, what="tasks accepted afterwards")
+        wait_for(lambda: len(load.accepted()) >= mark + 30, 30, what="tasks accepted afterwards")
     finally:
         load.stop()
 
-    finished = api.wait_final(load.accepted, timeout=90)
+    finished = api.wait_final(sorted(load.accepted()), timeout=90)
     assert {task["status"] for task in finished} == {TaskStatus.DONE.value}
 
 
