@@ -9,7 +9,7 @@ from api.access_log import FORMAT as ACCESS_LOG_FORMAT
 from api.access_log import QuietAccessLogger
 from api.app import create_app
 from common.logs import configure_logging
-from common.settings import MEMORY_STORE, Settings
+from common.settings import Settings
 
 # aiormq logs a lost connection as an ERROR with a traceback, and every refused attempt to
 # reconnect as another ERROR; the publisher's own line ("lost the connection to …", "broker …
@@ -41,7 +41,7 @@ def main() -> None:
         port=settings.api_port,
         # With a shared store, several processes may serve one port: Linux spreads the
         # connections over them (SO_REUSEPORT). Never with the memory store: split state.
-        reuse_port=settings.task_store != MEMORY_STORE,
+        reuse_port=settings.shared_store,
         print=None,
         access_log_class=QuietAccessLogger,
         access_log_format=ACCESS_LOG_FORMAT,

@@ -51,7 +51,7 @@ from api.store import MemoryTaskStore, TaskNumbers, TaskStore
 from api.workers import WorkerBoard
 from celery_config import create_celery_app
 from common import routes
-from common.settings import MEMORY_STORE, Settings
+from common.settings import Settings
 
 HERE = Path(__file__).parent
 MAX_BODY = 1024 * 1024  # bigger bodies get 413 before any handler reads them
@@ -157,9 +157,9 @@ def setup_routes(
 
 def create_store(settings: Settings) -> TaskStore:
     """TASK_STORE: the course's store in this process's memory, or one shared in Redis."""
-    if settings.task_store == MEMORY_STORE:
-        return MemoryTaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
-    return RedisTaskStore(settings)
+    if settings.shared_store:
+        return RedisTaskStore(settings)
+    return MemoryTaskStore(TaskNumbers(settings.task_counter_path), settings.task_store_limit)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -192,7 +192,8 @@ class RedisTaskStore(TaskStore):
                 await self._publish({"discarded": task_num})
 
     async def discard_waiting(self, method: Method) -> int:
-        waiting = [task.task_num for task in await self._all()
+        # Oldest first, as the memory store forgets them; the store never holds over its limit.
+        waiting = [task.task_num for task in reversed(await self.recent(self._limit))
                    if task.method is method and task.status is TaskStatus.PENDING]
         discarded = 0
         async with self._answer():
@@ -214,11 +215,6 @@ class RedisTaskStore(TaskStore):
             return []
         async with self._answer():
             numbers = await self._redis.zrevrange(self._recent, 0, limit - 1)
-        return await self._read([int(number) for number in numbers])
-
-    async def _all(self) -> list[Task]:
-        async with self._answer():
-            numbers = await self._redis.zrange(self._recent, 0, -1)
         return await self._read([int(number) for number in numbers])
 
     async def _read(self, numbers: list[int]) -> list[Task]:

@@ -242,12 +242,6 @@ class TaskStore(abc.ABC):
         """A new PENDING task for each draft, numbered in order; with ``chain``, each one's
         ``parent`` is the one before it. All or none: StoreFull if there is no room for all."""
 
-    async def make_room(self, count: int) -> None:
-        """Raise StoreFull unless ``count`` tasks can be created without dropping unfinished ones."""
-        room = await self.room()
-        if room < count:
-            raise StoreFull(room, count, self._limit)
-
     async def update_status(self, report: StatusReport) -> Task:
         """Apply a worker's report: the task as it is now, or TransitionNotAllowed."""
         now = time.time()
@@ -342,7 +336,9 @@ class MemoryTaskStore(TaskStore):
 
     async def create_each(self, drafts: Sequence[Draft], chain: bool = False) -> list[Task]:
         # No await between the room check and the insert: one event loop, no interleaving.
-        await self.make_room(len(drafts))
+        room = await self.room()
+        if room < len(drafts):
+            raise StoreFull(room, len(drafts), self._limit)
         numbers = [self._numbers.take() for _ in drafts]
         tasks = drafted(numbers, drafts, chain)
         for task in tasks:

@@ -157,7 +157,7 @@ class Settings:
                 raise SettingsError(f"{field.metadata['env']} must start with http:// or https://")
         if urlsplit(self.result_backend).scheme not in ("redis", "rediss", "rpc"):
             raise SettingsError("RESULT_BACKEND must start with redis://, rediss:// or rpc://")
-        if self.task_store != MEMORY_STORE and urlsplit(self.task_store).scheme not in REDIS_SCHEMES:
+        if self.shared_store and urlsplit(self.task_store).scheme not in REDIS_SCHEMES:
             raise SettingsError(f"TASK_STORE must be {MEMORY_STORE} or a redis:// URL")
         for name in self.allowed_hosts.split(","):
             if not _HOST_NAME.fullmatch(name.strip()):
@@ -170,6 +170,11 @@ class Settings:
         _ = self.trusted_proxy_parts  # raises SettingsError naming TRUSTED_PROXIES
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @property
+    def shared_store(self) -> bool:
+        """The tasks are in Redis (TASK_STORE), where any number of API processes share them."""
+        return self.task_store != MEMORY_STORE
 
     @property
     def allowed_host_names(self) -> frozenset[str]:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.settings import LOCAL_REDIS_STORE, MEMORY_STORE, Settings
+from common.settings import LOCAL_REDIS_STORE, Settings
 from runner.polling import wait_for
 from runner.procfile import ROOT, read_procfile
 from runner.services import service_env
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         text = render(read_procfile(), scale, args.state_dir.resolve())
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
-    if scale.get("api", 1) > 1 and Settings.from_env().task_store == MEMORY_STORE:
+    if scale.get("api", 1) > 1 and not Settings.from_env().shared_store:
         # Each process would keep tasks of its own: a page would miss half of them, and a
         # worker's report reaching the other process would get 404.
         parser.error(f"{scale['api']} API processes need a shared task store, not their memory:"
