@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from common.settings import LOCAL_REDIS_STORE
 from runner.procfile import ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -139,3 +140,16 @@ def test_apt_get_goes_through_sudo_for_a_user_and_not_for_root() -> None:
         assert f"sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}" in (
             as_user.stdout)
     assert as_user.stdout.count("sudo apt-get update") == 2
+
+
+@pytest.mark.parametrize(("apis", "store"), [("1", ""), ("2", LOCAL_REDIS_STORE)])
+def test_make_dev_apis_hands_over_the_shared_store_the_settings_name(apis: str, store: str) -> None:
+    # The Makefile cannot import common.settings: ask it which store it exports for APIS.
+    env = {name: value for name, value in os.environ.items() if name != "TASK_STORE"}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "--eval=print-store: ; @echo store=$$TASK_STORE",
+         "print-store", f"APIS={apis}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"store={store}"
