@@ -294,6 +294,9 @@ class RedisTaskStore(TaskStore):
             # Subscribed, the first time or again after a lost connection (redis-py
             # resubscribes by itself): whatever was published meanwhile was missed.
             log.info("task store: listening to the changes of every API process")
+            # Subscribed again after a lost connection, every idle pooled connection predates
+            # the outage and would fail its next command with a 503: drop them, new ones open.
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
             self._subscribed.set()
             await self._resynced()
             return
