@@ -18,6 +18,18 @@ APIS ?= 1
 ifneq ($(APIS),1)
 export TASK_STORE ?= redis://localhost:6379/2
 endif
+# SECURE=1 make dev: the production checklist on (README: "Продакшен-чеклист"): the TLS-only broker
+# node of rmq/secure-node.sh, and the credentials, tokens and settings `python -m secure` writes
+# into .secure/.
+SECURE ?=
+ifeq ($(SECURE),1)
+DEV_BROKER := secure-rmq
+DEV_ENV := .secure/secure.env
+MANAGEMENT_UI := https://localhost:15671
+else
+DEV_BROKER := rmq
+MANAGEMENT_UI := http://localhost:15672
+endif
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-k celery -x"`.
 PYTEST_ARGS ?=
 # make chaos: minutes of load, the faults' seed (new each run unless given), CLUSTER=1 for the
@@ -26,13 +38,15 @@ MINUTES ?= 5
 SEED ?=
 CLUSTER ?=
 
-.PHONY: help dev test compose-test lint bench chaos venv rmq redis browser wrk iptables podman \
+.PHONY: help dev test compose-test lint bench chaos venv rmq secure secure-rmq redis browser wrk iptables podman \
 	definitions cluster cluster-stop clean
 
 help:
 	@echo "make dev    - RabbitMQ, Redis and the Procfile's services natively (CONSUMERS=N WORKERS=N"
 	@echo "              APIS=N: N API processes on :8080 sharing their tasks in Redis);"
 	@echo "              a service that dies is restarted; ./ctl status|stop|start|signal KILL <name>"
+	@echo "              SECURE=1: TLS, generated credentials, API token, rate limit, JSON logs"
+	@echo "make secure - write .secure/ (credentials, certificates) if missing; ROTATE=1: new secrets"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
 	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
 	@echo "make chaos  - MINUTES of load while seeded faults hit the demo, then every accepted task"
@@ -63,6 +77,14 @@ venv: $(VENV)/.installed-dev
 
 rmq:
 	./rmq/start-native.sh
+
+# The secure mode's files: kept once written, new credentials with ROTATE=1.
+secure: $(VENV)/.installed-runtime
+	$(PYTHON) -m secure $(if $(filter 1,$(ROTATE)),--rotate)
+
+# The TLS-only node for SECURE=1 (AMQPS :5671, HTTPS :15671), beside the course's node.
+secure-rmq: secure
+	./rmq/secure-node.sh start .secure
 
 # Three nodes rabbit-1..3 in one cluster, beside the main node (README: "Кластер на одной машине").
 cluster:
@@ -105,11 +127,12 @@ podman:
 
 # Supervisor runs the Procfile's services and restarts one that dies; `./ctl` controls them.
 # Variables from .env (if there is one) reach every service, as with docker compose.
-dev: $(VENV)/.installed-runtime rmq redis
-	@echo "Демо: http://localhost:8080   панель RabbitMQ: http://localhost:15672   Flower: http://localhost:5555"
+dev: $(VENV)/.installed-runtime $(DEV_BROKER) redis
+	@echo "Демо: http://localhost:8080   панель RabbitMQ: $(MANAGEMENT_UI)   Flower: http://localhost:5555"
+	$(if $(DEV_ENV),@echo "Защищённый режим: токен API и пароль брокера — в $(DEV_ENV)")
 	@echo "Остановить: Ctrl-C"
 	@echo "Сервисы: ./ctl status   убить consumer: ./ctl signal KILL consumer:consumer-0"
-	set -a; if [ -f .env ]; then . ./.env; fi; set +a; \
+	set -a; if [ -f .env ]; then . ./.env; fi; $(if $(DEV_ENV),. ./$(DEV_ENV);) set +a; \
 	exec $(PYTHON) -m runner.supervisor --scale consumer=$(CONSUMERS) --scale celery_worker=$(WORKERS) \
 		--scale api=$(APIS)
 

@@ -97,14 +97,16 @@ class StatusReporter:
             allowed_methods=frozenset({"POST"}),
             raise_on_status=False,
         )
-        headers = {"Authorization": f"Bearer {settings.callback_token}"}
+        # A report carries the workers' CALLBACK_TOKEN; Beat's order is a request like any
+        # client's to the JSON API, so it carries API_TOKEN.
+        self._report_headers = _bearer(settings.callback_token)
+        self._order_headers = _bearer(settings.api_token)
         # urllib3 itself, the HTTP client under requests: a report costs half the CPU without
         # requests' layer (sessions, hooks, environment lookups), and every task makes two.
         # Up to POOL_SIZE kept-alive connections, one for each thread that reports at once (the
         # consumer's task threads): with fewer, a thread's connection is closed after its report.
         self._http = urllib3.PoolManager(
-            POOL_SIZE, headers=headers if settings.callback_token else None, retries=retry,
-            maxsize=POOL_SIZE,
+            POOL_SIZE, retries=retry, maxsize=POOL_SIZE,
         )
 
     def report(self, task_num: int, status: TaskStatus, **details: Any) -> Outcome:
@@ -113,7 +115,7 @@ class StatusReporter:
         payload = {"task_num": task_num, "task_status": str(status), "worker_id": self.worker_id}
         payload.update((name, value) for name, value in details.items() if value is not None)
         try:
-            response = self._post(self._url, payload)
+            response = self._post(self._url, payload, self._report_headers)
         except urllib3.exceptions.HTTPError as exc:
             log.warning(
                 "task %s: %s report failed, worker=%s: %s", task_num, status, self.worker_id, exc
@@ -146,15 +148,16 @@ class StatusReporter:
     def order_task(self, timeout: float) -> int:
         """Ask the API for one new Celery task (Celery Beat's tick); return its number."""
         body = {"method": Method.CELERY, "timeout": timeout, "source": Source.BEAT}
-        response = self._post(self._orders_url, body)
+        response = self._post(self._orders_url, body, self._order_headers)
         if response.status != 202:
             raise urllib3.exceptions.HTTPError(
                 f"POST {self._orders_url}: HTTP {response.status} {response.data[:200]!r}"
             )
         return response.json()["tasks"][0]["task_num"]
 
-    def _post(self, url: str, body: dict[str, Any]) -> urllib3.BaseHTTPResponse:
-        return self._http.request("POST", url, json=body, timeout=self._timeout)
+    def _post(self, url: str, body: dict[str, Any],
+              headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        return self._http.request("POST", url, json=body, headers=headers, timeout=self._timeout)
 
     def _tell_refused(self) -> None:
         """Loud, but once a minute: every task meets the same 401 until the token is fixed."""
@@ -171,3 +174,8 @@ class StatusReporter:
 
     def close(self) -> None:
         self._http.clear()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    """The Authorization header for ``token``; none when it is empty (the course's open API)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}

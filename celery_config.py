@@ -13,6 +13,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from common import topology
 from common.settings import URL_SEPARATOR, Settings
+from common.tls import celery_ssl
 
 # Kombu's retries of a broker operation, for opening a channel and for the API's publishes alike:
 # about 1.5 s in all (kombu's default is 6 s for a channel), so that the API answers 503 quickly
@@ -80,6 +81,9 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         result_expires=3600,
     )
+    broker_ssl = celery_ssl(settings)
+    if broker_ssl is not None:
+        app.conf.broker_use_ssl = broker_ssl
     return app
 
 

@@ -21,6 +21,7 @@ from api.errors import BrokerUnavailable, describe
 from common import topology
 from common.node_ring import NodeRing
 from common.settings import Settings, address, mask_password
+from common.tls import client_context, uses_tls
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,10 @@ class BrokerConnection:
 
     async def _connect(self, url: str) -> AbstractConnection:
         """Connect to ``url`` and declare the exchanges, queues and bindings there."""
-        connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT)
+        connection = await aio_pika.connect(
+            url, timeout=CONNECT_TIMEOUT,
+            ssl_context=client_context(self._settings.rmq_ca_file) if uses_tls(url) else None,
+        )
         try:
             async with connection.channel() as channel:
                 await declare_topology(channel, self._settings.rmq_queue_type)

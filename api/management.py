@@ -16,6 +16,7 @@ import aiohttp
 from api.errors import describe
 from common.node_ring import NodeRing
 from common.settings import Settings
+from common.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,14 @@ class ManagementClient:
         self._vhost = quote(settings.rmq_vhost, safe="")
         self._authorization = aiohttp.encode_basic_auth(settings.rmq_user, settings.rmq_password)
         self._session: aiohttp.ClientSession | None = None
+        self._ca_file = settings.rmq_ca_file
         self._last_error: str | None = None
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
-            headers={"Authorization": self._authorization}, timeout=TIMEOUT
+            headers={"Authorization": self._authorization}, timeout=TIMEOUT,
+            # Used for https:// URLs only: the broker's certificate checked as AMQPS checks it.
+            connector=aiohttp.TCPConnector(ssl=client_context(self._ca_file)),
         )
 
     async def close(self) -> None:

@@ -46,6 +46,12 @@ class Settings:
     # "classic" keeps the course's lesson as it is; "quorum" replicates the demo's queues over
     # the nodes of a cluster (Raft), so that losing one node loses no message.
     rmq_queue_type: str = _env("RMQ_QUEUE_TYPE", default=CLASSIC)
+    # The certificate authority (a PEM file) every client checks the broker's certificate
+    # against, for amqps:// and an https:// management URL; empty: the system's trusted ones.
+    rmq_ca_file: str = _env("RMQ_CA_FILE", default="")
+    # The production checklist, all of it: the API refuses to start unless every item is set
+    # (see validate_secure). Each item also works on its own, without this switch.
+    secure: bool = _env("SECURE", default=False)
     # Where workers POST status reports. API_URL is the course's name for it; inside Docker the
     # host is the api service's name.
     callback_url: str = _env("API_URL", default=f"http://localhost:8080{routes.CALLBACK}")
@@ -106,11 +112,7 @@ class Settings:
             raw = env.get(field.metadata["env"], "")
             if raw == "":
                 continue  # unset or empty: the default
-            values[field.name] = (
-                _int(field.metadata["env"], raw, *_INT_RANGES[field.name])
-                if field.type == "int"
-                else raw
-            )
+            values[field.name] = _PARSERS.get(field.type, _text)(field, raw)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -168,8 +170,32 @@ class Settings:
         if self.rate_limit:
             _ = self.rate_limit_parts  # raises SettingsError naming RATE_LIMIT
         _ = self.trusted_proxy_parts  # raises SettingsError naming TRUSTED_PROXIES
+        if self.rmq_ca_file and not os.path.isfile(self.rmq_ca_file):
+            raise SettingsError(f"RMQ_CA_FILE names no file: {self.rmq_ca_file!r}")
+        if self.secure:
+            self.validate_secure()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    def validate_secure(self) -> None:
+        """SECURE=1: every item of the checklist is on, or the service does not start."""
+        missing = []
+        if not all(url.startswith("amqps://") for url in self.rmq_urls):
+            missing.append("RMQ_URL must be amqps:// (TLS)")
+        if not all(url.startswith("https://") for url in self.rmq_management_urls):
+            missing.append("RMQ_MANAGEMENT_URL must be https://")
+        if (self.rmq_user, self.rmq_password) == COURSE_LOGIN:
+            missing.append("RMQ_URL must not log in as the course's student/qwerty")
+        for name, value in (("API_TOKEN", self.api_token), ("CALLBACK_TOKEN", self.callback_token)):
+            if len(value) < MIN_SECRET_LENGTH:
+                missing.append(f"{name} must be set, at least {MIN_SECRET_LENGTH} characters")
+        if not self.rate_limit:
+            missing.append("RATE_LIMIT must be set")
+        if missing:
+            raise SettingsError(
+                "SECURE=1 needs the whole checklist (python -m secure writes it):"
+                f" {'; '.join(missing)}"
+            )
 
     @property
     def shared_store(self) -> bool:
@@ -287,6 +313,9 @@ _HTTP_URLS = (
     "callback_url", "rmq_management_url", "rmq_management_public_url", "flower_public_url"
 )
 _URL_LISTS = ("rmq_management_url",)
+# SECURE=1 refuses the course's login and short secrets (python -m secure makes 32 bytes).
+COURSE_LOGIN = ("student", "qwerty")
+MIN_SECRET_LENGTH = 16
 _INT_RANGES = {
     "api_port": (1, 65535),
     "task_store_limit": (10, 10**7),
@@ -295,7 +324,20 @@ _INT_RANGES = {
 }
 
 
-def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
+def _text(field: dataclasses.Field[Any], raw: str) -> str:
+    return raw
+
+
+def _bool(field: dataclasses.Field[Any], raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise SettingsError(f"{field.metadata['env']} must be 1 or 0, got {raw!r}")
+    return value in _TRUE
+
+
+def _int(field: dataclasses.Field[Any], raw: str) -> int:
+    name = field.metadata["env"]
+    minimum, maximum = _INT_RANGES[field.name]
     try:
         value = int(raw)
     except ValueError:
@@ -303,3 +345,9 @@ def _int(name: str, raw: str, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise SettingsError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+# How a variable's text becomes a field's value, by the field's annotation.
+_PARSERS = {"int": _int, "bool": _bool}

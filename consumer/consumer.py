@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,6 +26,7 @@ from common.messages import InvalidField, TaskMessage
 from common.node_ring import NodeRing
 from common.settings import Settings
 from common.statuses import TaskStatus
+from common.tls import pika_parameters
 from task_lifecycle import REFUSED_PAUSE, Ending, run_task
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ class Consumer:
         self._reporter = reporter
         self._stopping = threading.Event()
         self._connection: pika.BlockingConnection | None = None
-        self._nodes = NodeRing(pika.URLParameters(url) for url in settings.rmq_urls)
+        self._nodes = NodeRing(pika_parameters(url, settings.rmq_ca_file) for url in settings.rmq_urls)
         self._channel: BlockingChannel | None = None
         self._pool = ThreadPoolExecutor(
             max_workers=topology.CONCURRENCY, thread_name_prefix="task"
@@ -71,10 +73,13 @@ class Consumer:
             node = self._nodes.current
             try:
                 channel = self._open(node)
-            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError) as exc:
+            except (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
+                    ssl.SSLError) as exc:
                 pause = self._nodes.failed()
-                # A channel error is the broker refusing our topology, not an outage.
-                level = (logging.ERROR if isinstance(exc, pika.exceptions.AMQPChannelError)
+                # A channel error is the broker refusing our topology, and a TLS error its
+                # certificate failing the check (RMQ_CA_FILE): a mistake to fix, not an outage.
+                level = (logging.ERROR if isinstance(exc, (pika.exceptions.AMQPChannelError,
+                                                           ssl.SSLError))
                          else logging.WARNING)
                 log.log(level, "broker unavailable at %s:%s (%r), %s, worker=%s", node.host,
                         node.port, exc, f"retrying in {pause:.1f} s" if pause else

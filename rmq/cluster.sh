@@ -31,22 +31,13 @@ management_port() { echo $((15680 + $1)); }
 ctl() { local n="$1"; shift; rabbitmqctl -q -n "$(node_name "$n")" "$@"; }
 # Whether the node's Erlang VM runs: it is registered with epmd, which answers at once.
 running() { epmd -names 2>/dev/null | grep -q "^name rabbit-$1 at port"; }
+# shellcheck source=rmq/node-lib.sh
+. "$(dirname "$0")/node-lib.sh"
 
-# Starts one node with its own name, ports, config, plugins, data and logs, all read by
-# rabbitmq-server from the environment (Debian's switch to the rabbitmq user keeps it).
+# Starts one node with its own name, ports, config, plugins, data and logs.
 start_node() (
-    local dir
-    dir="$(node_dir "$1")"
-    export RABBITMQ_NODENAME="$(node_name "$1")"
     export RABBITMQ_NODE_PORT="$(amqp_port "$1")"
-    export RABBITMQ_DIST_PORT=$((25680 + $1))
-    export RABBITMQ_CONFIG_FILE="${dir}/rabbitmq.conf"
-    export RABBITMQ_ENABLED_PLUGINS_FILE="${dir}/enabled_plugins"
-    export RABBITMQ_MNESIA_BASE="${dir}/mnesia"
-    export RABBITMQ_LOG_BASE="${dir}/log"
-    export RABBITMQ_PID_FILE="${dir}/rabbit.pid"
-    # -detached returns at once; what it prints goes to the node's log folder, not our stdout.
-    rabbitmq-server -detached >>"${dir}/log/detached.log" 2>&1
+    start_node_in "$(node_dir "$1")" "$(node_name "$1")" $((25680 + $1))
 )
 
 install_rabbitmq() {

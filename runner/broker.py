@@ -14,6 +14,7 @@ import pika
 import requests
 
 from common.settings import URL_SEPARATOR, Settings, split_urls
+from common.tls import pika_parameters
 
 SCRATCH_PREFIX = "test-"
 STALE_AFTER = 3600.0  # seconds: no test or bench run lasts this long
@@ -29,16 +30,15 @@ def rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def connect(rmq_url: str) -> pika.BlockingConnection:
-    """A connection to the first node of ``rmq_url`` (one URL or several) that answers."""
-    return pika.BlockingConnection(
-        [pika.URLParameters(url) for url in split_urls(rmq_url)]
-    )
+def connect(rmq_url: str, ca_file: str = "") -> pika.BlockingConnection:
+    """A connection to the first node of ``rmq_url`` (one URL or several) that answers;
+    ``ca_file`` checks an amqps:// broker (RMQ_CA_FILE)."""
+    return pika.BlockingConnection([pika_parameters(url, ca_file) for url in split_urls(rmq_url)])
 
 
-def queue_state(rmq_url: str, queue: str) -> tuple[int, int]:
+def queue_state(rmq_url: str, queue: str, ca_file: str = "") -> tuple[int, int]:
     """(messages ready, consumers) of a queue, exact and immediate: a passive declare."""
-    connection = connect(rmq_url)
+    connection = connect(rmq_url, ca_file)
     try:
         result = connection.channel().queue_declare(queue, passive=True)
         return result.method.message_count, result.method.consumer_count

@@ -158,7 +158,7 @@ class Services:
         """Start ``count`` consumers or Celery workers and wait until the broker sees them."""
         queue = topology.QUEUE if kind == "consumer" else topology.CELERY_QUEUE
         try:
-            before = queue_state(settings.rmq_url, queue)[1]
+            before = queue_state(settings.rmq_url, queue, settings.rmq_ca_file)[1]
         except Exception:  # the queue does not exist until the first worker declares it
             before = 0
         services = [self.start(kind, settings) for _ in range(count)]
@@ -166,7 +166,7 @@ class Services:
         def ready() -> bool:
             for service in services:
                 assert service.alive(), service.log()
-            return queue_state(settings.rmq_url, queue)[1] >= before + count
+            return queue_state(settings.rmq_url, queue, settings.rmq_ca_file)[1] >= before + count
 
         wait_for(ready, 40, interval=0.3, what=f"{count} {kind} to consume {queue}")
         return services

@@ -32,6 +32,8 @@ CUSTOM_ENV = {
     "FLOWER_PUBLIC_URL": "https://public.example/flower/",
     "RMQ_QUEUE_TYPE": "quorum",
     "TASK_STORE": "redis://redis.example:6379/3",
+    "RMQ_CA_FILE": "/etc/ssl/certs/ca-certificates.crt",
+    "SECURE": "1",
 }
 CUSTOM_VALUES = {
     "rmq_url": "amqps://alice:s3cret@broker.example:5671/demo",
@@ -54,6 +56,8 @@ CUSTOM_VALUES = {
     "flower_public_url": "https://public.example/flower/",
     "rmq_queue_type": "quorum",
     "task_store": "redis://redis.example:6379/3",
+    "rmq_ca_file": "/etc/ssl/certs/ca-certificates.crt",
+    "secure": True,
 }
 
 
@@ -91,7 +95,11 @@ def test_every_variable_is_honoured() -> None:
     assert dataclasses.asdict(settings) == CUSTOM_VALUES
 
 
-@pytest.mark.parametrize(("variable", "name"), list(zip(CUSTOM_ENV, CUSTOM_VALUES, strict=True)))
+# SECURE=1 alone is refused by design: it needs the others (its own tests are below).
+@pytest.mark.parametrize(
+    ("variable", "name"),
+    [pair for pair in zip(CUSTOM_ENV, CUSTOM_VALUES, strict=True) if pair[0] != "SECURE"],
+)
 def test_each_variable_alone_changes_only_its_field(variable: str, name: str) -> None:
     settings = Settings.from_env({variable: CUSTOM_ENV[variable]})
 
@@ -407,3 +415,59 @@ def test_settings_are_frozen() -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.api_port = 1  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------ SECURE=1
+
+SECURE_ENV = {
+    "SECURE": "1",
+    "RMQ_URL": "amqps://demo:a-generated-password@localhost:5671/",
+    "RMQ_MANAGEMENT_URL": "https://localhost:15671/",
+    "API_TOKEN": "a" * 32,
+    "CALLBACK_TOKEN": "c" * 32,
+    "RATE_LIMIT": "60/minute",
+}
+
+
+def test_secure_mode_starts_with_the_whole_checklist() -> None:
+    settings = Settings.from_env(SECURE_ENV)
+
+    assert settings.secure
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"RMQ_URL": "amqp://demo:a-generated-password@localhost:5672/"}, "RMQ_URL must be amqps"),
+        ({"RMQ_MANAGEMENT_URL": "http://localhost:15672/"}, "RMQ_MANAGEMENT_URL must be https"),
+        ({"RMQ_URL": "amqps://student:qwerty@localhost:5671/"}, "student/qwerty"),
+        ({"API_TOKEN": ""}, "API_TOKEN must be set"),
+        ({"CALLBACK_TOKEN": "short"}, "CALLBACK_TOKEN must be set, at least 16"),
+        ({"RATE_LIMIT": ""}, "RATE_LIMIT must be set"),
+    ],
+)
+def test_secure_mode_refuses_to_start_without_an_item_and_names_it(
+    changes: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match="SECURE=1 needs the whole checklist") as refused:
+        Settings.from_env({**SECURE_ENV, **changes})
+
+    assert named in str(refused.value)
+    assert "a-generated-password" not in str(refused.value)
+
+
+def test_each_item_works_without_the_switch() -> None:
+    settings = Settings.from_env({**SECURE_ENV, "SECURE": "0", "API_TOKEN": ""})
+
+    assert not settings.secure and settings.api_token == ""
+
+
+@pytest.mark.parametrize("value", ["2", "maybe", "enabled"])
+def test_secure_must_be_a_yes_or_a_no(value: str) -> None:
+    with pytest.raises(SettingsError, match=f"SECURE must be 1 or 0, got '{value}'"):
+        Settings.from_env({"SECURE": value})
+
+
+def test_a_ca_file_that_does_not_exist_is_named(tmp_path) -> None:
+    with pytest.raises(SettingsError, match="RMQ_CA_FILE names no file"):
+        Settings.from_env({"RMQ_CA_FILE": str(tmp_path / "missing.pem")})

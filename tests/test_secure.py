@@ -1,0 +1,253 @@
+"""SECURE=1 end to end: the TLS-only broker node, the generated credentials, every service over
+TLS, and what is refused (plain AMQP, a wrong certificate authority, the course's login, a
+request without a token, one past the rate limit).
+
+The node is rmq/secure-node.sh's, with the files `python -m secure` keeps in .secure/ (made here
+when missing, never rotated): a `SECURE=1 make dev` running on this machine keeps working. A node
+this module started is stopped at its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import aio_pika
+import kombu.exceptions
+import pika
+import pika.exceptions
+import pytest
+import requests
+
+import secure
+from api.management import ManagementClient, ManagementUnavailable
+from celery_config import create_celery_app
+from common import routes, topology
+from common.settings import Settings
+from common.tls import client_context, pika_parameters
+from runner.client import ApiClient
+from runner.polling import wait_for
+from runner.procfile import ROOT
+from runner.services import QUICK_START, Services, free_port
+from tests.test_token_rate_metrics import samples
+
+SECURE_NODE = ROOT / "rmq" / "secure-node.sh"
+
+
+def node_running() -> bool:
+    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
+    return "name rabbit-secure at port" in names
+
+
+def read_env(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+@pytest.fixture(scope="module")
+def secure_node() -> Iterator[Path]:
+    """The node running with .secure/'s files; the directory."""
+    was_running = node_running()
+    secure.ensure(secure.SECURE_DIR)
+    subprocess.run([str(SECURE_NODE), "start", str(secure.SECURE_DIR)], check=True,
+                   capture_output=True, timeout=180)
+    yield secure.SECURE_DIR
+    if not was_running:
+        subprocess.run([str(SECURE_NODE), "stop"], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def secure_settings(secure_node: Path, tmp_path_factory) -> Settings:
+    """`make dev`'s secure settings, on a free port with a counter of their own."""
+    port = free_port()
+    settings = Settings.from_env(read_env(secure_node / "secure.env"))
+    return dataclasses.replace(
+        settings, api_host="127.0.0.1", api_port=port,
+        callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
+        task_counter_path=str(tmp_path_factory.mktemp("secure") / "task_counter"),
+        # Beat orders often, so that the end-to-end test soon sees one of its tasks.
+        beat_interval=3,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(secure_settings: Settings, tmp_path_factory) -> Iterator[tuple[ApiClient, Services]]:
+    """Every service of the Procfile over TLS: api, consumer, Celery worker, Beat, Flower."""
+    started = Services(tmp_path_factory.mktemp("secure-logs"), extra_args=QUICK_START)
+    try:
+        api = started.start_api(secure_settings)
+        started.start_workers("consumer", secure_settings)
+        started.start_workers("celery_worker", secure_settings)
+        started.start("celery_beat", secure_settings)
+        started.start("flower", secure_settings, env={
+            "FLOWER_PORT": str(free_port()), "FLOWER_ADDRESS": "127.0.0.1",
+        })
+        yield api, started
+    finally:
+        started.stop_all()
+
+
+def test_every_service_works_over_tls_end_to_end(demo, secure_settings: Settings) -> None:
+    api, started = demo
+    tasks = api.send("rmq", 0.2) + api.send("celery", 0.2)
+
+    finished = api.wait_final([task["task_num"] for task in tasks])
+
+    assert [task["status"] for task in finished] == ["DONE", "DONE"]
+    # Beat's order reaches the API with API_TOKEN and runs on the worker.
+    wait_for(lambda: any(task["source"] == "beat" and task["status"] == "DONE"
+                         for task in api.session.get(api.url(routes.TASKS)).json()["tasks"]),
+             30, interval=0.5, what="a task of Celery Beat to finish")
+    # The queues panel reads the management API over HTTPS.
+    queues = api.session.get(api.url(routes.QUEUES), timeout=10).json()
+    assert queues["available"] and queues["statistics_error"] is None
+    # Every connection the broker holds is TLS: the API's, the consumer's, Celery's, Flower's.
+    connections = management_get(secure_settings, "/api/connections")
+    assert connections and all(connection["ssl"] for connection in connections)
+    assert len({connection["client_properties"].get("product") for connection in connections}) > 1
+    for service in started.started:
+        assert service.alive(), service.log()
+
+
+def test_no_service_writes_a_secret_to_its_log(demo, secure_settings: Settings) -> None:
+    api, started = demo
+    api.wait_final([task["task_num"] for task in api.send("celery", 0)])
+    secrets = [secure_settings.rmq_password, secure_settings.api_token,
+               secure_settings.callback_token]
+
+    for service in started.started:
+        log = service.log()
+        assert log, service.name
+        assert not [secret for secret in secrets if secret in log], service.name
+
+
+def test_the_broker_listens_for_tls_only(secure_node: Path, secure_settings: Settings) -> None:
+    overview = management_get(secure_settings, "/api/overview")
+    protocols = {listener["protocol"] for listener in overview["listeners"]}
+
+    assert protocols == {"amqp/ssl", "https", "clustering"}
+    # The TLS port does not speak plain AMQP: the handshake goes nowhere.
+    plain = pika.URLParameters(secure_settings.rmq_url.replace("amqps://", "amqp://", 1))
+    plain.socket_timeout = plain.blocked_connection_timeout = 5
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika.BlockingConnection(plain)
+
+
+def test_a_client_with_the_wrong_certificate_authority_is_refused(
+    secure_node: Path, secure_settings: Settings, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-ca"
+    subprocess.run([str(secure.MAKE_CERTS), str(other)], check=True, capture_output=True)
+    wrong = dataclasses.replace(secure_settings, rmq_ca_file=str(other / "ca.pem"))
+
+    # pika (the consumer), aio-pika (the API), py-amqp (Celery, Beat, Flower), aiohttp (the
+    # queues panel): each refuses the broker's certificate.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        pika.BlockingConnection(pika_parameters(wrong.rmq_url, wrong.rmq_ca_file))
+    with pytest.raises(aio_pika.exceptions.AMQPConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(aio_pika_connect(wrong))
+    with pytest.raises(kombu.exceptions.OperationalError, match="CERTIFICATE_VERIFY_FAILED"), \
+            create_celery_app(wrong).connection_for_write() as connection:
+        connection.ensure_connection(max_retries=0)
+    with pytest.raises(ManagementUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(management_read(wrong))
+    # The right authority, for contrast.
+    pika.BlockingConnection(pika_parameters(secure_settings.rmq_url,
+                                            secure_settings.rmq_ca_file)).close()
+
+
+def test_the_course_login_is_refused(secure_node: Path, secure_settings: Settings) -> None:
+    course = secure_settings.rmq_url.replace(
+        f"{secure.RMQ_USER}:{secure_settings.rmq_password}@", "student:qwerty@", 1)
+
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+        pika.BlockingConnection(pika_parameters(course, secure_settings.rmq_ca_file))
+    answer = requests.get(f"{secure_settings.rmq_management_url}api/overview",
+                          auth=("student", "qwerty"), verify=secure_settings.rmq_ca_file)
+    assert answer.status_code == 401
+
+
+def test_rotated_credentials_replace_the_old_ones(
+    secure_node: Path, secure_settings: Settings, tmp_path: Path
+) -> None:
+    rotated_dir = tmp_path / "rotated"
+    shutil.copytree(secure_node, rotated_dir)
+    rotated = secure.ensure(rotated_dir, rotate=True)
+    try:
+        subprocess.run([str(SECURE_NODE), "start", str(rotated_dir)], check=True,
+                       capture_output=True, timeout=120)
+
+        new = Settings.from_env(read_env(rotated_dir / "secure.env"))
+        assert new.rmq_password == rotated.rmq_password != secure_settings.rmq_password
+        assert new.api_token != secure_settings.api_token
+        pika.BlockingConnection(pika_parameters(new.rmq_url, new.rmq_ca_file)).close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika_parameters(secure_settings.rmq_url,
+                                                    secure_settings.rmq_ca_file))
+    finally:
+        subprocess.run([str(SECURE_NODE), "start", str(secure_node)], check=True,
+                       capture_output=True, timeout=120)
+    pika.BlockingConnection(pika_parameters(secure_settings.rmq_url,
+                                            secure_settings.rmq_ca_file)).close()
+
+
+def test_without_credentials_state_changes_and_the_stream_are_401(demo) -> None:
+    api, _ = demo
+    anonymous = requests.Session()
+    task = {"task_num": 1, "task_status": "DONE", "worker_id": "someone"}
+
+    for method, path, body in [
+        ("POST", routes.TASKS, {"method": "rmq", "timeout": 0}),
+        ("POST", routes.CALLBACK, task),
+        ("GET", routes.EVENTS, None),
+    ]:
+        answer = anonymous.request(method, api.url(path), json=body, timeout=10)
+        assert answer.status_code == 401, (path, answer.text)
+        assert answer.json()["error"]
+
+
+def test_the_rate_limit_answers_429_and_the_metrics_count_the_tasks(
+    demo, secure_settings: Settings
+) -> None:
+    api, _ = demo
+    before = samples(requests.get(api.url(routes.METRICS), timeout=10).text)
+    requests_allowed = secure_settings.rate_limit_parts[0]
+
+    answers = [api.session.post(api.url(routes.TASKS), json={"method": "rmq", "timeout": 0},
+                                timeout=10) for _ in range(requests_allowed + 1)]
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[-1] == 429 and int(answers[-1].headers["Retry-After"]) > 0
+    accepted = statuses.count(202)
+    assert accepted and set(statuses) == {202, 429}
+    after = samples(requests.get(api.url(routes.METRICS), timeout=10).text)
+    key = ("api_tasks_accepted_total", (("method", "rmq"),))
+    assert after[key] - before.get(key, 0) == accepted
+
+
+def management_get(settings: Settings, path: str) -> list | dict:
+    answer = requests.get(f"{settings.rmq_management_url.rstrip('/')}{path}",
+                          auth=(settings.rmq_user, settings.rmq_password),
+                          verify=settings.rmq_ca_file, timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+async def aio_pika_connect(settings: Settings) -> None:
+    connection = await aio_pika.connect(settings.rmq_url, timeout=10,
+                                        ssl_context=client_context(settings.rmq_ca_file))
+    await connection.close()
+
+
+async def management_read(settings: Settings) -> None:
+    client = ManagementClient(settings)
+    await client.open()
+    try:
+        await client.unacknowledged([topology.QUEUE])
+    finally:
+        await client.close()
