@@ -14,8 +14,6 @@ HOST="$(hostname -s)"
 NODE="rabbit-secure@${HOST}"
 # Not under /root or the repository: the node and rabbitmqctl run as the rabbitmq user.
 BASE=/var/lib/rabbitmq/demo-secure
-AMQPS_PORT=5671
-MANAGEMENT_PORT=15671
 
 if [ "$(id -u)" != 0 ]; then
     exec sudo "$0" "$@"
@@ -33,30 +31,8 @@ write_files() {
     install -o rabbitmq -g rabbitmq -m 644 "${source}/ca.pem" "${source}/server.pem" "${BASE}/tls/"
     install -o rabbitmq -g rabbitmq -m 600 "${source}/server.key" "${BASE}/tls/"
     install -o rabbitmq -g rabbitmq -m 600 "${source}/definitions.json" "${BASE}/"
-    cat >"${BASE}/rabbitmq.conf" <<CONF
-# The secure node, written by rmq/secure-node.sh. No plain AMQP listener at all.
-listeners.tcp = none
-listeners.ssl.default = ${AMQPS_PORT}
-ssl_options.cacertfile = ${BASE}/tls/ca.pem
-ssl_options.certfile = ${BASE}/tls/server.pem
-ssl_options.keyfile = ${BASE}/tls/server.key
-# Clients prove who they are with a password, over the encrypted connection; client
-# certificates would be a second credential to hand out and rotate.
-ssl_options.verify = verify_none
-ssl_options.fail_if_no_peer_cert = false
-ssl_options.versions.1 = tlsv1.3
-ssl_options.versions.2 = tlsv1.2
-# Only the HTTPS listener: with management.ssl set and management.tcp not, plain HTTP is off.
-management.ssl.port = ${MANAGEMENT_PORT}
-management.ssl.cacertfile = ${BASE}/tls/ca.pem
-management.ssl.certfile = ${BASE}/tls/server.pem
-management.ssl.keyfile = ${BASE}/tls/server.key
-management.ssl.versions.1 = tlsv1.3
-management.ssl.versions.2 = tlsv1.2
-# The generated user, its permissions and the demo's topology, and nothing else: no guest, no
-# student.
-load_definitions = ${BASE}/definitions.json
-CONF
+    # The containers' config, with their paths moved to this node's folder.
+    sed "s|/etc/rabbitmq/|${BASE}/|g" "$(dirname "$0")/rabbitmq.secure.conf" >"${BASE}/rabbitmq.conf"
     echo "[rabbitmq_management]." >"${BASE}/enabled_plugins"
     chown rabbitmq:rabbitmq "${BASE}/rabbitmq.conf" "${BASE}/enabled_plugins"
 }
@@ -85,7 +61,7 @@ start() {
         ctl wait --timeout 120 "${BASE}/rabbit.pid" >/dev/null
     fi
     ctl await_startup
-    echo "secure-node: ready, AMQPS on :${AMQPS_PORT}, management UI on https://localhost:${MANAGEMENT_PORT}"
+    echo "secure-node: ready, AMQPS on :5671, management UI on https://localhost:15671"
 }
 
 stop() {

@@ -4,8 +4,8 @@
 afterwards; ``--rotate`` makes new credentials. ``SECURE=1 make dev`` and the compose override
 docker-compose.secure.yml read them:
 
-- ``secrets.json``: the broker user's password, API_TOKEN and CALLBACK_TOKEN (readable by the
-  owner only);
+- ``secrets.json``: the broker user's password, API_TOKEN, CALLBACK_TOKEN and Flower's password
+  (readable by the owner only);
 - ``secure.env`` for ``make dev`` and ``compose.env`` for ``docker compose --env-file``: every
   setting of the checklist (common.settings.Settings.validate_secure), the secrets included;
 - ``definitions.json``: the broker's user, made from the same password (rmq.definitions), with
@@ -48,6 +48,8 @@ class Secrets:
     rmq_password: str
     api_token: str
     callback_token: str
+    # Flower's web UI and API, which can revoke tasks and stop workers (FLOWER_BASIC_AUTH).
+    flower_password: str
 
     @classmethod
     def new(cls) -> Secrets:
@@ -65,21 +67,24 @@ def ensure(directory: Path = SECURE_DIR, rotate: bool = False,
     directory.mkdir(mode=0o700, exist_ok=True)
     directory.chmod(0o700)  # the secrets are in it; the files below need not hide themselves
     secrets_path = directory / "secrets.json"
-    if rotate or not secrets_path.exists():
-        found = Secrets.new()
+    kept = {} if rotate or not secrets_path.exists() else json.loads(secrets_path.read_text())
+    # A secret the file lacks (one a newer version added) is made; the others are kept.
+    found = Secrets(**{**dataclasses.asdict(Secrets.new()), **kept})
+    if dataclasses.asdict(found) != kept:
         secrets_path.touch(mode=0o600)
         secrets_path.write_text(json.dumps(dataclasses.asdict(found), indent=2) + "\n")
-        log.info("secure: %s credentials written to %s", "new" if rotate else "first",
-                 secrets_path)
-    else:
-        found = Secrets(**json.loads(secrets_path.read_text()))
+        log.info("secure: credentials written to %s", secrets_path)
     subprocess.run([str(MAKE_CERTS), str(directory), *names], check=True, capture_output=True)
     # The broker in a container reads the key as a user of its own: the directory, not the
     # file, keeps it from the machine's other users.
     (directory / "server.key").chmod(0o644)
     _write_definitions(directory / "definitions.json", found)
-    _write_env(directory / "secure.env", native_env(found, directory))
-    _write_env(directory / "compose.env", compose_env(found, directory))
+    for name, values in (("secure.env", native_env(found, directory)),
+                         ("compose.env", compose_env(found, directory))):
+        path = directory / name
+        path.touch(mode=0o600)
+        path.write_text("# Written by python -m secure; holds secrets: never commit it.\n"
+                        + "".join(f"{key}={value}\n" for key, value in values.items()))
     return found
 
 
@@ -114,6 +119,8 @@ def _common_env(found: Secrets) -> dict[str, str]:
         "CALLBACK_TOKEN": found.callback_token,
         "RATE_LIMIT": RATE_LIMIT,
         "LOG_FORMAT": "json",
+        # Read by Flower itself.
+        "FLOWER_BASIC_AUTH": f"{RMQ_USER}:{found.flower_password}",
     }
 
 
@@ -125,9 +132,3 @@ def _write_definitions(path: Path, found: Secrets) -> None:
     previous = json.loads(path.read_text()) if path.exists() else None
     settings = Settings(rmq_url=_amqps_url(found, "localhost"))
     path.write_text(render(definitions_for(settings, previous)))
-
-
-def _write_env(path: Path, values: dict[str, str]) -> None:
-    lines = [f"{name}={value}" for name, value in values.items()]
-    path.write_text("# Written by python -m secure; holds secrets: never commit it.\n"
-                    + "\n".join(lines) + "\n")

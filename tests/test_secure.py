@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aio_pika
 import kombu.exceptions
@@ -75,8 +79,15 @@ def secure_settings(secure_node: Path, tmp_path_factory) -> Settings:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class SecureDemo:
+    api: ApiClient
+    services: Services
+    flower_url: str
+
+
 @pytest.fixture(scope="module")
-def demo(secure_settings: Settings, tmp_path_factory) -> Iterator[tuple[ApiClient, Services]]:
+def demo(secure_settings: Settings, tmp_path_factory) -> Iterator[SecureDemo]:
     """Every service of the Procfile over TLS: api, consumer, Celery worker, Beat, Flower."""
     started = Services(tmp_path_factory.mktemp("secure-logs"), extra_args=QUICK_START)
     try:
@@ -84,16 +95,20 @@ def demo(secure_settings: Settings, tmp_path_factory) -> Iterator[tuple[ApiClien
         started.start_workers("consumer", secure_settings)
         started.start_workers("celery_worker", secure_settings)
         started.start("celery_beat", secure_settings)
+        flower_port = free_port()
         started.start("flower", secure_settings, env={
-            "FLOWER_PORT": str(free_port()), "FLOWER_ADDRESS": "127.0.0.1",
+            "FLOWER_PORT": str(flower_port), "FLOWER_ADDRESS": "127.0.0.1",
+            "FLOWER_BASIC_AUTH": read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"],
         })
-        yield api, started
+        yield SecureDemo(api, started, f"http://127.0.0.1:{flower_port}")
     finally:
         started.stop_all()
 
 
-def test_every_service_works_over_tls_end_to_end(demo, secure_settings: Settings) -> None:
-    api, started = demo
+def test_every_service_works_over_tls_end_to_end(
+    demo: SecureDemo, secure_settings: Settings
+) -> None:
+    api, started = demo.api, demo.services
     tasks = api.send("rmq", 0.2) + api.send("celery", 0.2)
 
     finished = api.wait_final([task["task_num"] for task in tasks])
@@ -114,16 +129,31 @@ def test_every_service_works_over_tls_end_to_end(demo, secure_settings: Settings
         assert service.alive(), service.log()
 
 
-def test_no_service_writes_a_secret_to_its_log(demo, secure_settings: Settings) -> None:
-    api, started = demo
+def test_no_service_writes_a_secret_to_its_log(demo: SecureDemo, secure_settings: Settings) -> None:
+    api, started = demo.api, demo.services
     api.wait_final([task["task_num"] for task in api.send("celery", 0)])
     secrets = [secure_settings.rmq_password, secure_settings.api_token,
-               secure_settings.callback_token]
+               secure_settings.callback_token, flower_login()[1]]
 
     for service in started.started:
         log = service.log()
         assert log, service.name
         assert not [secret for secret in secrets if secret in log], service.name
+
+
+def test_flower_asks_for_its_login(demo: SecureDemo) -> None:
+    url = f"{demo.flower_url}/workers"
+
+    wait_for(lambda: requests.get(url, auth=flower_login(), timeout=5).ok, 40,
+             what="Flower to answer")
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, auth=(flower_login()[0], "wrong"), timeout=5).status_code == 401
+
+
+def flower_login() -> tuple[str, str]:
+    login = read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"]
+    user, _, password = login.partition(":")
+    return user, password
 
 
 def test_the_broker_listens_for_tls_only(secure_node: Path, secure_settings: Settings) -> None:
@@ -196,8 +226,8 @@ def test_rotated_credentials_replace_the_old_ones(
                                             secure_settings.rmq_ca_file)).close()
 
 
-def test_without_credentials_state_changes_and_the_stream_are_401(demo) -> None:
-    api, _ = demo
+def test_without_credentials_state_changes_and_the_stream_are_401(demo: SecureDemo) -> None:
+    api = demo.api
     anonymous = requests.Session()
     task = {"task_num": 1, "task_status": "DONE", "worker_id": "someone"}
 
@@ -214,7 +244,7 @@ def test_without_credentials_state_changes_and_the_stream_are_401(demo) -> None:
 def test_the_rate_limit_answers_429_and_the_metrics_count_the_tasks(
     demo, secure_settings: Settings
 ) -> None:
-    api, _ = demo
+    api = demo.api
     before = samples(requests.get(api.url(routes.METRICS), timeout=10).text)
     requests_allowed = secure_settings.rate_limit_parts[0]
 
@@ -251,3 +281,47 @@ async def management_read(settings: Settings) -> None:
         await client.unacknowledged([topology.QUEUE])
     finally:
         await client.close()
+
+
+# ------------------------------------------------------------------- the compose override
+
+COMPOSE_FILES = ("-f", "docker-compose.yml", "-f", "docker-compose.secure.yml")
+PYTHON_SERVICES = ("api", "consumer", "celery_worker", "celery_beat", "flower")
+
+
+def compose_config(*options: str) -> subprocess.CompletedProcess[str]:
+    """``docker compose config`` of the override (Compose alone, no engine needed)."""
+    compose = Path(sys.executable).with_name("docker-compose")
+    env = {name: value for name, value in os.environ.items()
+           if name not in Settings.env_names()}
+    return subprocess.run([str(compose), *options, *COMPOSE_FILES, "config", "--format", "json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_override_without_its_env_file_stops_compose_and_says_what_to_run() -> None:
+    result = compose_config()
+
+    assert result.returncode != 0
+    assert "run make secure, then docker compose --env-file .secure/compose.env" in result.stderr
+
+
+def test_the_override_closes_the_plain_ports_and_gives_each_service_the_checklist(
+    tmp_path: Path,
+) -> None:
+    secure.ensure(tmp_path)
+    result = compose_config("--env-file", str(tmp_path / "compose.env"))
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+
+    assert {port["target"] for port in services["rmq"]["ports"]} == {5671, 15671}
+    # A volume of its own: the plain broker's data still knows the course's student.
+    assert {volume["source"] for volume in services["rmq"]["volumes"]
+            if volume["target"] == "/var/lib/rabbitmq"} == {"rmq_secure_data"}
+    for name in PYTHON_SERVICES:
+        service = services[name]
+        # SECURE=1 refuses to build settings without the whole checklist (the file named by
+        # RMQ_CA_FILE exists only in the container).
+        settings = Settings.from_env({**service["environment"], "RMQ_CA_FILE": ""})
+        assert settings.secure and urlsplit(settings.rmq_url).hostname == "rmq", name
+        mounted = {volume["target"]: volume["source"] for volume in service["volumes"]}
+        assert mounted[service["environment"]["RMQ_CA_FILE"]] == str(tmp_path / "ca.pem"), name

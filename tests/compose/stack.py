@@ -34,6 +34,7 @@ PORT_VARIABLES = (
     "RMQ_1_HOST_PORT", "RMQ_2_HOST_PORT", "RMQ_3_HOST_PORT",
     "RMQ_1_MANAGEMENT_HOST_PORT", "RMQ_2_MANAGEMENT_HOST_PORT", "RMQ_3_MANAGEMENT_HOST_PORT",
     "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT",
+    "RMQ_TLS_HOST_PORT", "RMQ_MANAGEMENT_TLS_HOST_PORT",
 )
 # The course's credentials: the default RMQ_URL's, which the compose file's defaults and
 # rmq/definitions.json share.
@@ -50,8 +51,11 @@ def _service_variables() -> set[str]:
 class Stack:
     """One Compose project of the repository's docker-compose.yml on a running engine."""
 
-    def __init__(self, service: engine.ApiService, project: str, log_dir: Path) -> None:
+    def __init__(self, service: engine.ApiService, project: str, log_dir: Path,
+                 options: tuple[str, ...] = ()) -> None:
+        """``options``: Compose's own, before every command (``-f`` an override, say)."""
         self.project = project
+        self.options = options
         self.log_dir = log_dir
         self.ports = {variable: free_port() for variable in PORT_VARIABLES}
         unset = _service_variables()
@@ -67,7 +71,7 @@ class Stack:
         stack's own variables; its output, or a failure that shows it."""
         started = time.monotonic()
         result = subprocess.run(
-            [*engine.COMPOSE, *args], cwd=ROOT, env={**self.env, **(env or {})},
+            [*engine.COMPOSE, *self.options, *args], cwd=ROOT, env={**self.env, **(env or {})},
             capture_output=True, text=True, timeout=timeout,
         )
         log.info("compose %s: exit %s in %.1f s", " ".join(args), result.returncode,
