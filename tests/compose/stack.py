@@ -33,7 +33,7 @@ PORT_VARIABLES = (
     "FLOWER_HOST_PORT",
     "RMQ_1_HOST_PORT", "RMQ_2_HOST_PORT", "RMQ_3_HOST_PORT",
     "RMQ_1_MANAGEMENT_HOST_PORT", "RMQ_2_MANAGEMENT_HOST_PORT", "RMQ_3_MANAGEMENT_HOST_PORT",
-    "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT",
+    "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT", "PROMETHEUS_HOST_PORT",
 )
 # The course's credentials: the default RMQ_URL's, which the compose file's defaults and
 # rmq/definitions.json share.
