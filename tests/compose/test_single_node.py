@@ -12,7 +12,6 @@ import csv
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import pytest
@@ -78,18 +77,9 @@ def wait_for_the_proxy_to_see_every_replica(demo: Stack) -> None:
              what="the proxy to send to every replica")
 
 
-def prometheus(demo: Stack, path: str, **params: str) -> Any:
-    """The data of an answer of Prometheus's HTTP API (``/api/v1/<path>``)."""
-    response = requests.get(f"{demo.url('PROMETHEUS_HOST_PORT')}/api/v1/{path}", params=params,
-                            timeout=10)
-    body = response.json()
-    assert response.status_code == 200 and body["status"] == "success", body
-    return body["data"]
-
-
 def query(demo: Stack, expression: str) -> float | None:
     """The one value of an instant query, or None while it has none."""
-    result = prometheus(demo, "query", query=expression)["result"]
+    result = demo.prometheus("query", query=expression)["result"]
     assert len(result) <= 1, result
     return float(result[0]["value"][1]) if result else None
 
@@ -126,16 +116,10 @@ def test_prometheus_scrapes_every_api_replica_and_flower_and_counts_the_tasks_ma
                            CONFIG_IN_IMAGE)
     assert "SUCCESS" in checked, checked
     started = time.monotonic()
-
-    def scraped() -> set[tuple[str, str]]:
-        targets = prometheus(demo, "targets", state="active")["activeTargets"]
-        return {(t["labels"]["job"], t["labels"]["instance"]) for t in targets
-                if t["health"] == "up"}
-
     # Each replica by its own address (DNS), Flower by its name; the cluster's jobs have none.
     expected = {("api", f"{address}:8080") for address in demo.addresses("api")}
     expected.add(("flower", "flower:5555"))
-    wait_for(lambda: scraped() == expected, 60, interval=1.0,
+    wait_for(lambda: demo.scraped() == expected, 60, interval=1.0,
              what="Prometheus to scrape every api replica and Flower")
     figures["prometheus_targets_up_seconds"] = round(time.monotonic() - started, 1)
     # The first tasks of this boot by RabbitMQ (Beat orders Celery's): the counters of three
@@ -159,7 +143,7 @@ def test_every_query_of_the_dashboard_is_one_prometheus_answers(demo: Stack) -> 
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     for expression in queries(dashboard):
         # A query Prometheus cannot parse or evaluate is answered 400 with its error.
-        prometheus(demo, "query", query=expression)
+        demo.prometheus("query", query=expression)
 
 
 def test_both_async_modes_finish_and_a_failing_task_is_dead_lettered(
