@@ -71,8 +71,10 @@ def stand_in_dir(image: str) -> Path:
 
 
 def version_of(image: str) -> str:
-    """The upstream version in a tag: ``4.0.5-management`` -> ``4.0.5``."""
-    return qualified(image).rsplit(":", 1)[1].split("-", 1)[0]
+    """The upstream version in a tag: ``4.0.5-management`` -> ``4.0.5``, ``v2.53.3`` -> ``2.53.3``."""
+    tag = qualified(image).rsplit(":", 1)[1].split("-", 1)[0]
+    # Prometheus tags its images v<version>; Debian's package versions have no "v".
+    return tag[1:] if re.fullmatch(r"v\d.*", tag) else tag
 
 
 def exists(image: str) -> bool:

@@ -19,6 +19,7 @@ def test_a_short_name_is_qualified_as_docker_hub_stores_it(image: str, stored_as
 def test_the_version_is_the_tag_before_its_variant() -> None:
     assert stand_ins.version_of("rabbitmq:4.0.5-management") == "4.0.5"
     assert stand_ins.version_of("python:3.11.13-slim-bookworm") == "3.11.13"
+    assert stand_ins.version_of("prom/prometheus:v2.53.3") == "2.53.3"
 
 
 def test_the_official_images_are_those_pulled_and_those_built_from() -> None:

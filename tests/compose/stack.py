@@ -16,6 +16,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from common.settings import Settings
 from containers import engine
@@ -33,7 +36,7 @@ PORT_VARIABLES = (
     "FLOWER_HOST_PORT",
     "RMQ_1_HOST_PORT", "RMQ_2_HOST_PORT", "RMQ_3_HOST_PORT",
     "RMQ_1_MANAGEMENT_HOST_PORT", "RMQ_2_MANAGEMENT_HOST_PORT", "RMQ_3_MANAGEMENT_HOST_PORT",
-    "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT",
+    "CLUSTER_API_HOST_PORT", "CLUSTER_FLOWER_HOST_PORT", "PROMETHEUS_HOST_PORT",
     "RMQ_TLS_HOST_PORT", "RMQ_MANAGEMENT_TLS_HOST_PORT",
 )
 # The course's credentials: the default RMQ_URL's, which the compose file's defaults and
@@ -94,6 +97,20 @@ class Stack:
 
     def api(self, variable: str = "API_HOST_PORT") -> ApiClient:
         return ApiClient(self.url(variable))
+
+    def prometheus(self, path: str, **params: str) -> Any:
+        """The data of an answer of the monitoring profile's Prometheus (``/api/v1/<path>``)."""
+        response = requests.get(f"{self.url('PROMETHEUS_HOST_PORT')}/api/v1/{path}",
+                                params=params, timeout=10)
+        body = response.json()
+        assert response.status_code == 200 and body["status"] == "success", body
+        return body["data"]
+
+    def scraped(self) -> set[tuple[str, str]]:
+        """The targets Prometheus scraped last time with success, as (job, instance)."""
+        targets = self.prometheus("targets", state="active")["activeTargets"]
+        return {(target["labels"]["job"], target["labels"]["instance"]) for target in targets
+                if target["health"] == "up"}
 
     def containers(self, *services: str) -> list[dict]:
         """The containers of ``services`` (of every service if none) as ``docker compose ps``

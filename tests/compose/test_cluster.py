@@ -38,7 +38,9 @@ def cluster(stack: Stack, figures: dict) -> Iterator[Stack]:
     )
     yield stack
     stack.save_logs()
-    stack.compose("--profile", "cluster", "down", "--volumes", "--timeout", "5")
+    # Prometheus too, if a test started it: the network goes only once no container is on it.
+    stack.compose("--profile", "cluster", "--profile", "monitoring", "down", "--volumes",
+                  "--timeout", "5")
 
 
 @pytest.fixture
@@ -76,6 +78,19 @@ def test_the_cluster_demo_completes_tasks(api: ApiClient) -> None:
     sent = api.send("rmq", timeout=0.2, count=3) + api.send("celery", timeout=0.2, count=3)
     done = api.wait_final([task["task_num"] for task in sent], timeout=60)
     assert {task["status"] for task in done} == {"DONE"}, done
+
+
+def test_prometheus_scrapes_the_cluster_demo_when_both_profiles_run(cluster: Stack) -> None:
+    # Prometheus alone: it depends on nothing, and the single-node demo stays down.
+    cluster.compose("--profile", "monitoring", "up", "--detach", "prometheus")
+    cluster.wait_running("prometheus", 1)
+    expected = {("api-cluster", f"{address}:8080") for address in cluster.addresses("api-cluster")}
+    # Up: the cluster's api only. The single node's api resolves to nothing (no target) and its
+    # Flower, a fixed name, is a target that is down; this module starts no flower-cluster.
+    wait_for(lambda: cluster.scraped() == expected, 60, interval=1.0,
+             what="Prometheus to scrape the cluster's api")
+    [series] = cluster.prometheus("query", query='up{job="api-cluster"}')["result"]
+    assert series["metric"]["demo"] == "cluster", series
 
 
 def test_stopping_a_node_under_200_tasks_loses_none(cluster: Stack, api: ApiClient) -> None:

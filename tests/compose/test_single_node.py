@@ -1,13 +1,15 @@
 """`docker compose up --build` as a student runs it, proven through the ports it publishes.
 
 The tests run in file order on one boot of the single-node demo, its API scaled to three
-replicas behind the proxy: each test leaves the demo running and whole for the next.
+replicas behind the proxy, with the monitoring profile's Prometheus beside it: each test leaves
+the demo running and whole for the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import time
 from collections.abc import Iterator
 
@@ -24,21 +26,29 @@ from tests.compose.conftest import boot
 from tests.compose.load import Load
 from tests.compose.stack import COURSE_PASSWORD, COURSE_USER, Stack
 from tests.test_live import sse_events
+from tests.test_monitoring import CONFIG_IN_IMAGE, DASHBOARD, queries
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
 
-HEALTHY = ("rmq", "redis", "api", "proxy")
+HEALTHY = ("rmq", "redis", "api", "proxy", "prometheus")
 API_REPLICAS = 3
 # On every `up`: without it, Compose would scale the api back to the file's one replica.
 SCALE_API = ("--scale", f"api={API_REPLICAS}")
+MONITORING = "monitoring"
 
 
 @pytest.fixture(scope="module")
 def demo(stack: Stack, figures: dict) -> Iterator[Stack]:
-    figures["boot_seconds"] = boot(stack, healthy=HEALTHY, scale={"api": API_REPLICAS})
-    yield stack
-    stack.save_logs()
-    stack.compose("down", "--volumes", "--timeout", "5")
+    # The monitoring profile joins this boot as it does for a user who exports COMPOSE_PROFILES:
+    # every `up` and `down` below then takes Prometheus along with the rest.
+    stack.env["COMPOSE_PROFILES"] = MONITORING
+    try:
+        figures["boot_seconds"] = boot(stack, healthy=HEALTHY, scale={"api": API_REPLICAS})
+        yield stack
+        stack.save_logs()
+        stack.compose("down", "--volumes", "--timeout", "5")
+    finally:
+        del stack.env["COMPOSE_PROFILES"]
 
 
 @pytest.fixture
@@ -67,10 +77,18 @@ def wait_for_the_proxy_to_see_every_replica(demo: Stack) -> None:
              what="the proxy to send to every replica")
 
 
+def query(demo: Stack, expression: str) -> float | None:
+    """The one value of an instant query, or None while it has none."""
+    result = demo.prometheus("query", query=expression)["result"]
+    assert len(result) <= 1, result
+    return float(result[0]["value"][1]) if result else None
+
+
 def test_every_service_runs_and_the_checked_ones_are_healthy(demo: Stack) -> None:
     containers = demo.containers()
     assert {c["Service"] for c in containers} == {
-        "rmq", "redis", "api", "proxy", "consumer", "celery_worker", "celery_beat", "flower"}
+        "rmq", "redis", "api", "proxy", "consumer", "celery_worker", "celery_beat", "flower",
+        "prometheus"}
     assert len([c for c in containers if c["Service"] == "api"]) == API_REPLICAS
     for container in containers:
         assert container["State"] == "running", container
@@ -88,6 +106,44 @@ def test_the_sync_modes_answer_the_short_one_at_once_the_long_one_after_its_wait
     assert long.status_code == 200 and "Тарелка" in long.text
     # A lower bound only: the lesson is that the answer waits this long.
     assert time.monotonic() - started >= LONG_REQUEST_SECONDS
+
+
+def test_prometheus_scrapes_every_api_replica_and_flower_and_counts_the_tasks_made(
+    demo: Stack, api: ApiClient, figures: dict
+) -> None:
+    # Prometheus's own check of the mounted file, by the image's promtool.
+    checked = demo.compose("exec", "-T", "prometheus", "promtool", "check", "config",
+                           CONFIG_IN_IMAGE)
+    assert "SUCCESS" in checked, checked
+    started = time.monotonic()
+    # Each replica by its own address (DNS), Flower by its name; the cluster's jobs have none.
+    expected = {("api", f"{address}:8080") for address in demo.addresses("api")}
+    expected.add(("flower", "flower:5555"))
+    wait_for(lambda: demo.scraped() == expected, 60, interval=1.0,
+             what="Prometheus to scrape every api replica and Flower")
+    figures["prometheus_targets_up_seconds"] = round(time.monotonic() - started, 1)
+    # The first tasks of this boot by RabbitMQ (Beat orders Celery's): the counters of three
+    # replicas add up to exactly these.
+    sent = api.send("rmq", timeout=0, count=3) + api.send("celery", timeout=0)
+    done = api.wait_final([task["task_num"] for task in sent], timeout=60)
+    assert {task["status"] for task in done} == {"DONE"}, done
+    wait_for(lambda: query(demo, 'sum(api_tasks_accepted_total{method="rmq"})') == 3, 30,
+             interval=1.0, what="Prometheus to count the three tasks accepted")
+    wait_for(lambda: query(
+        demo, 'sum(api_tasks_finished_total{method="rmq", status="DONE"})') == 3, 30,
+        interval=1.0, what="Prometheus to count the three tasks done")
+    # Flower's figures: the Celery task's events and its worker online.
+    wait_for(lambda: (query(demo, 'sum(flower_events_total{type="task-succeeded"})') or 0) >= 1,
+             30, interval=1.0, what="Flower's task events in Prometheus")
+    wait_for(lambda: query(demo, "min(flower_worker_online)") == 1, 30, interval=1.0,
+             what="Flower's worker online in Prometheus")
+
+
+def test_every_query_of_the_dashboard_is_one_prometheus_answers(demo: Stack) -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for expression in queries(dashboard):
+        # A query Prometheus cannot parse or evaluate is answered 400 with its error.
+        demo.prometheus("query", query=expression)
 
 
 def test_both_async_modes_finish_and_a_failing_task_is_dead_lettered(
