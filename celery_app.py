@@ -6,8 +6,9 @@ in ``celery_config``: the API never imports this module, whose every line is for
 """
 
 import logging
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from kombu.transport.native_delayed_delivery import (
@@ -17,7 +18,8 @@ from kombu.transport.native_delayed_delivery import (
 
 from celery_config import create_celery_app
 from common import topology
-from common.settings import Settings
+from common.logs import configure_logging
+from common.settings import JSON_LOGS, Settings
 
 
 class DelayedDeliveryOnce(DelayedDelivery):
@@ -70,7 +72,41 @@ def create_worker_app(settings: Settings) -> Celery:
         result_backend_base_sleep_between_retries_ms=500,
     )
     logging.getLogger("celery.backends.base").addFilter(_one_line_retries)
+    if settings.log_format == JSON_LOGS:
+        _log_json(app, settings)
     return app
+
+
+def _log_json(app: Celery, settings: Settings) -> None:
+    """LOG_FORMAT=json in the worker, its pool processes, Beat and Flower: every line they print
+    is a JSON object, Celery's own lines ("Task ... received") included.
+
+    The text format keeps Celery's own lines as they are ("[time: INFO/ForkPoolWorker-1] ...").
+    For JSON, the root logger is configured here, when ``celery -A celery_app`` imports the app:
+    before Flower's own setup, which then adds no handler of its own (tornado adds one only to a
+    root logger that has none). A receiver of ``setup_logging`` tells the worker and Beat that
+    logging is taken care of: Celery then neither hijacks the root logger nor sets its formats;
+    the pool processes are forked with it. Their banners are printed, not logged: quiet.
+    """
+    configure_logging(settings)
+    signals.setup_logging.connect(_logging_configured, weak=False)
+    app.Worker = _quiet(app.Worker)
+    app.Beat = _quiet(app.Beat)
+
+
+def _logging_configured(**_: Any) -> None:
+    """Celery's setup_logging: nothing to do, configure_logging has run."""
+
+
+def _quiet(program: type) -> type:
+    """``celery worker`` or ``celery beat`` as if given ``--quiet``: no banner on stdout."""
+
+    class Quiet(program):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "quiet": True})
+
+    Quiet.__name__ = Quiet.__qualname__ = program.__name__
+    return Quiet
 
 
 def _one_line_retries(record: logging.LogRecord) -> bool:
