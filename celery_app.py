@@ -5,10 +5,15 @@ process's settings; the tasks live in ``celery_tasks``. What the API shares with
 in ``celery_config``: the API never imports this module, whose every line is for the worker.
 """
 
+import contextlib
 import logging
-from typing import Any
+import os
+import sys
+from typing import Any, TextIO
 
+import celery.apps.worker
 from celery import Celery, signals
+from celery.utils.log import get_multiprocessing_logger
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from kombu.transport.native_delayed_delivery import (
@@ -18,7 +23,7 @@ from kombu.transport.native_delayed_delivery import (
 
 from celery_config import create_celery_app
 from common import topology
-from common.logs import configure_logging
+from common.logs import configure_logging, json_formatter
 from common.settings import JSON_LOGS, Settings
 
 
@@ -86,16 +91,37 @@ def _log_json(app: Celery, settings: Settings) -> None:
     before Flower's own setup, which then adds no handler of its own (tornado adds one only to a
     root logger that has none). A receiver of ``setup_logging`` tells the worker and Beat that
     logging is taken care of: Celery then neither hijacks the root logger nor sets its formats;
-    the pool processes are forked with it. Their banners are printed, not logged: quiet.
+    the pool processes are forked with it. Their banners are printed, not logged: quiet. What
+    the worker says from its signal handlers is written straight to the stream (see _say_json).
     """
     configure_logging(settings)
     signals.setup_logging.connect(_logging_configured, weak=False)
     app.Worker = _quiet(app.Worker)
     app.Beat = _quiet(app.Beat)
+    celery.apps.worker.safe_say = _say_json
 
 
 def _logging_configured(**_: Any) -> None:
-    """Celery's setup_logging: nothing to do, configure_logging has run."""
+    """Celery's setup_logging, after configure_logging: only the pool's own logger ("Process
+    'ForkPoolWorker-1' ... exited with ...") is left, which propagates nowhere and would be
+    printed bare by Python's last-resort handler. Its errors become root's lines, as Celery
+    itself keeps only its errors."""
+    pool = get_multiprocessing_logger()
+    pool.propagate = True
+    pool.setLevel(logging.ERROR)
+
+
+_SAID = json_formatter()
+
+
+def _say_json(msg: str, f: TextIO = sys.__stderr__) -> None:
+    """Celery's ``safe_say`` as a JSON line: "worker: Warm shutdown (MainProcess)" and the like,
+    said from a signal handler with one ``os.write``, where logging (its handlers' locks) has
+    no place, as Celery's own function does."""
+    record = logging.makeLogRecord({"name": celery.apps.worker.__name__, "msg": msg,
+                                    "levelname": "INFO", "levelno": logging.INFO})
+    with contextlib.suppress(OSError, ValueError):
+        os.write(f.fileno(), f"{_SAID.format(record)}\n".encode())
 
 
 def _quiet(program: type) -> type:
