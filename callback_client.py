@@ -20,6 +20,7 @@ import urllib3
 from urllib3.util.retry import Retry
 
 from common import routes
+from common.logs import task_log
 from common.settings import Settings
 from common.statuses import TaskStatus
 from common.tasks import Method, Source
@@ -114,35 +115,29 @@ class StatusReporter:
         (the broker delivered it again), ``attempt``, ``max_attempts``, ``next_try_at``."""
         payload = {"task_num": task_num, "task_status": str(status), "worker_id": self.worker_id}
         payload.update((name, value) for name, value in details.items() if value is not None)
+        task = task_log(log, task_num, self.worker_id)
         try:
             response = self._post(self._url, payload, self._report_headers)
         except urllib3.exceptions.HTTPError as exc:
-            log.warning(
-                "task %s: %s report failed, worker=%s: %s", task_num, status, self.worker_id, exc
-            )
+            task.warning("%s report failed: %s", status, exc)
             return Outcome.UNREACHABLE
         if response.status == 404:
-            log.warning("task %s: unknown to the API, worker=%s", task_num, self.worker_id)
+            task.warning("unknown to the API")
             return Outcome.UNKNOWN_TASK
         if response.status == 409:
-            log.info("task %s: already final, %s ignored, worker=%s", task_num, status, self.worker_id)
+            task.info("already final, %s ignored", status)
             return Outcome.ALREADY_FINAL
         if response.status == 401:
             self._tell_refused()
-            log.debug("task %s: %s report refused with 401, worker=%s",
-                      task_num, status, self.worker_id)
+            task.debug("%s report refused with 401", status)
             return Outcome.UNAUTHORIZED
         if response.status >= 500:
-            log.warning("task %s: %s report not recorded (HTTP %s after retries), worker=%s",
-                        task_num, status, response.status, self.worker_id)
+            task.warning("%s report not recorded (HTTP %s after retries)", status, response.status)
             return Outcome.UNREACHABLE
         if response.status >= 400:
-            log.warning(
-                "task %s: %s report refused with HTTP %s, worker=%s",
-                task_num, status, response.status, self.worker_id,
-            )
+            task.warning("%s report refused with HTTP %s", status, response.status)
             return Outcome.FAILED
-        log.debug("task %s: reported %s, worker=%s", task_num, status, self.worker_id)
+        task.debug("reported %s", status)
         return Outcome.ACCEPTED
 
     def order_task(self, timeout: float) -> int:
@@ -166,10 +161,10 @@ class StatusReporter:
             if last is not None and now - last < REFUSED_LOG_EVERY:
                 return
             self._refusal_logged_at = now
-        log.error(
+        task_log(log, worker_id=self.worker_id).error(
             "the API at %s refuses this worker's status reports (401): set the same"
             " CALLBACK_TOKEN for the API and every worker. Until then no task is worked on;"
-            " each goes back to its queue. worker=%s", self._url, self.worker_id,
+            " each goes back to its queue", self._url,
         )
 
     def close(self) -> None:

@@ -5,9 +5,15 @@ process's settings; the tasks live in ``celery_tasks``. What the API shares with
 in ``celery_config``: the API never imports this module, whose every line is for the worker.
 """
 
+import contextlib
 import logging
+import os
+import sys
+from typing import Any, TextIO
 
-from celery import Celery
+import celery.apps.worker
+from celery import Celery, signals
+from celery.utils.log import get_multiprocessing_logger
 from celery.worker.consumer import Consumer
 from celery.worker.consumer.delayed_delivery import DelayedDelivery
 from kombu.transport.native_delayed_delivery import (
@@ -17,7 +23,8 @@ from kombu.transport.native_delayed_delivery import (
 
 from celery_config import create_celery_app
 from common import topology
-from common.settings import Settings
+from common.logs import configure_logging, json_formatter
+from common.settings import JSON_LOGS, Settings
 
 
 class DelayedDeliveryOnce(DelayedDelivery):
@@ -70,7 +77,62 @@ def create_worker_app(settings: Settings) -> Celery:
         result_backend_base_sleep_between_retries_ms=500,
     )
     logging.getLogger("celery.backends.base").addFilter(_one_line_retries)
+    if settings.log_format == JSON_LOGS:
+        _log_json(app, settings)
     return app
+
+
+def _log_json(app: Celery, settings: Settings) -> None:
+    """LOG_FORMAT=json in the worker, its pool processes, Beat and Flower: every line they print
+    is a JSON object, Celery's own lines ("Task ... received") included.
+
+    The text format keeps Celery's own lines as they are ("[time: INFO/ForkPoolWorker-1] ...").
+    For JSON, the root logger is configured here, when ``celery -A celery_app`` imports the app:
+    before Flower's own setup, which then adds no handler of its own (tornado adds one only to a
+    root logger that has none). A receiver of ``setup_logging`` tells the worker and Beat that
+    logging is taken care of: Celery then neither hijacks the root logger nor sets its formats;
+    the pool processes are forked with it. Their banners are printed, not logged: quiet. What
+    the worker says from its signal handlers is written straight to the stream (see _say_json).
+    """
+    configure_logging(settings)
+    signals.setup_logging.connect(_logging_configured, weak=False)
+    app.Worker = _quiet(app.Worker)
+    app.Beat = _quiet(app.Beat)
+    celery.apps.worker.safe_say = _say_json
+
+
+def _logging_configured(**_: Any) -> None:
+    """Celery's setup_logging, after configure_logging: only the pool's own logger ("Process
+    'ForkPoolWorker-1' ... exited with ...") is left, which propagates nowhere and would be
+    printed bare by Python's last-resort handler. Its errors become root's lines, as Celery
+    itself keeps only its errors."""
+    pool = get_multiprocessing_logger()
+    pool.propagate = True
+    pool.setLevel(logging.ERROR)
+
+
+_SAID = json_formatter()
+
+
+def _say_json(msg: str, f: TextIO = sys.__stderr__) -> None:
+    """Celery's ``safe_say`` as a JSON line: "worker: Warm shutdown (MainProcess)" and the like,
+    said from a signal handler with one ``os.write``, where logging (its handlers' locks) has
+    no place, as Celery's own function does."""
+    record = logging.makeLogRecord({"name": celery.apps.worker.__name__, "msg": msg,
+                                    "levelname": "INFO", "levelno": logging.INFO})
+    with contextlib.suppress(OSError, ValueError):
+        os.write(f.fileno(), f"{_SAID.format(record)}\n".encode())
+
+
+def _quiet(program: type) -> type:
+    """``celery worker`` or ``celery beat`` as if given ``--quiet``: no banner on stdout."""
+
+    class Quiet(program):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "quiet": True})
+
+    Quiet.__name__ = Quiet.__qualname__ = program.__name__
+    return Quiet
 
 
 def _one_line_retries(record: logging.LogRecord) -> bool:

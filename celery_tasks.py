@@ -15,6 +15,7 @@ from celery.utils.log import get_task_logger
 from callback_client import StatusReporter, make_worker_id
 from celery_config import FAIL_BACKOFF, FAIL_BACKOFF_MAX, FAIL_RETRIES
 from common import topology
+from common.logs import task_log
 from common.messages import InvalidField, TaskMessage, parse_task_num
 from common.settings import Settings
 from common.statuses import TaskStatus
@@ -57,10 +58,10 @@ class ReportingTask(Task):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Called once the retries are used up (not after each attempt). The arguments are
-        # whatever the sender put in the message, checked or not: logged with %r, so that no
-        # value can start a line of its own in the log.
+        # whatever the sender put in the message, checked or not: task_log quotes what is not a
+        # number, so that no value can start a line of its own in the log.
         task_num = kwargs.get("task_num")
-        log.error("task %r: failed for good (%r), worker=%s", task_num, exc, reporter().worker_id)
+        task_log(log, task_num, reporter().worker_id).error("failed for good (%r)", exc)
         try:
             task_num = parse_task_num(task_num)
         except InvalidField:
@@ -76,25 +77,23 @@ def report_retry(sender: ReportingTask, request: Context, reason: Retry | None =
     ``reason.when`` is Celery's own countdown (seconds), or an eta.
     """
     task_num = request.kwargs.get("task_num")
+    task = task_log(log, task_num, reporter().worker_id)
     if reason is None:
         # Celery cancelled the running task because the broker connection dropped
         # (worker_cancel_long_running_tasks_on_connection_loss) and sends no reason: no try was
         # scheduled. The broker delivers the message again, and that run reports itself.
-        log.debug("task %r: cancelled on a lost broker connection, worker=%s",
-                  task_num, reporter().worker_id)
+        task.debug("cancelled on a lost broker connection")
         return
     when = reason.when
     next_try_at = when.timestamp() if isinstance(when, datetime) else time.time() + when
     if isinstance(reason.exc, ReportNotRecorded):
         # Repeats for every task until the token is fixed or the API is back: the reporter's
         # own lines say why; a line per retry would bury them.
-        log.debug("task %r: report not recorded, retrying in %.0f s, worker=%s",
-                  task_num, next_try_at - time.time(), reporter().worker_id)
+        task.debug("report not recorded, retrying in %.0f s", next_try_at - time.time())
         return
     tries = sender.tries(request)
-    log.warning("task %s: attempt %s of %s failed (%r), next in %.0f s, worker=%s",
-                task_num, tries["attempt"], tries["max_attempts"], reason.exc,
-                next_try_at - time.time(), reporter().worker_id)
+    task.warning("attempt %s of %s failed (%r), next in %.0f s", tries["attempt"],
+                 tries["max_attempts"], reason.exc, next_try_at - time.time())
     reporter().report(task_num, TaskStatus.IN_PROGRESS, next_try_at=next_try_at, **tries)
 
 
@@ -143,7 +142,7 @@ def summarize(self: ReportingTask, results: list[str], task_num: int) -> int:
 def beat_tick() -> int:
     """Celery Beat sends this on its schedule: ask the API for one task, numbered like any."""
     task_num = reporter().order_task(BEAT_WORK_SECONDS)
-    log.info("task %s: ordered by Celery Beat, worker=%s", task_num, reporter().worker_id)
+    task_log(log, task_num, reporter().worker_id).info("ordered by Celery Beat")
     return task_num
 
 

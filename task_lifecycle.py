@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from callback_client import Outcome, StatusReporter
+from common.logs import task_log
 from common.messages import TaskMessage
 from common.statuses import TaskStatus
 
@@ -56,38 +57,36 @@ def run_task(
     worker died, or lost its connection). The page shows it; the run is the same. ``attempt``
     of ``max_attempts``: which try this is, where the worker retries (Celery).
     """
-    task_num, worker_id = message.task_num, reporter.worker_id
+    task_num = message.task_num
+    task = task_log(log, task_num, reporter.worker_id)
     if redelivered:
-        log.info("task %s: redelivered, worker=%s", task_num, worker_id)
+        task.info("redelivered")
     tries = {"attempt": attempt, "max_attempts": max_attempts}
     outcome = reporter.report(
         task_num, TaskStatus.IN_PROGRESS, redelivered=redelivered or None, **tries
     )
     if outcome is Outcome.UNAUTHORIZED:
         # DEBUG: every task meets it until the token is fixed; the reporter's ERROR says why.
-        log.debug("task %s: not started, the API refused the report, worker=%s",
-                  task_num, worker_id)
+        task.debug("not started, the API refused the report")
         return Ending.UNRECORDED
     if outcome.work_unwanted:
-        log.info("task %s: skipped (%s), worker=%s", task_num, outcome.value, worker_id)
+        task.info("skipped (%s)", outcome.value)
         return Ending.SKIPPED
-    log.info("task %s: working %.1f s, worker=%s", task_num, message.timeout, worker_id)
+    task.info("working %.1f s", message.timeout)
     if not work(message.timeout):
-        log.info("task %s: interrupted by shutdown, will be redelivered, worker=%s",
-                 task_num, worker_id)
+        task.info("interrupted by shutdown, will be redelivered")
         return Ending.INTERRUPTED
     if message.fail:
-        log.warning("task %s: failed on purpose, worker=%s", task_num, worker_id)
+        task.warning("failed on purpose")
         return Ending.FAILED
     done = reporter.report(task_num, TaskStatus.DONE, **tries)
     if done.not_recorded:
         # The token changed while the task ran, or the API (or its store) is away: its result is
         # not recorded, so it runs again rather than stay IN_PROGRESS on the page forever.
-        log.info("task %s: done, but the API did not record it (%s); back to the queue,"
-                 " worker=%s", task_num, done.value, worker_id)
+        task.info("done, but the API did not record it (%s); back to the queue", done.value)
         return Ending.UNRECORDED
     # ALREADY_FINAL: another delivery of the same message finished first (at least once), or
     # this very report was recorded and its retry, after a lost answer, heard 409.
     recorded = ", DONE already recorded" if done is Outcome.ALREADY_FINAL else ""
-    log.info("task %s: done%s, worker=%s", task_num, recorded, worker_id)
+    task.info("done%s", recorded)
     return Ending.DONE

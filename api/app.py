@@ -169,7 +169,7 @@ def create_app(settings: Settings) -> web.Application:
     queues = QueueAdmin(connection)
     board = WorkerBoard()
     events = TaskEvents(board, settings.live_stream_limit)
-    metrics = Metrics(events, connection, queues, SHOWN_QUEUES)
+    metrics = Metrics(events, connection, queues, SHOWN_QUEUES, store)
     # Filled by setup_routes: the routes API_TOKEN guards and RATE_LIMIT counts.
     guarded, limited = GuardedRoutes(), set[AbstractRoute]()
     middlewares = [

@@ -28,6 +28,7 @@ from api.errors import BrokerUnavailable, describe
 from api.model import WorkflowKind
 from celery_config import RETRY_POLICY
 from common import topology
+from common.logs import task_log
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class CeleryClient:
     async def send(self, message: TaskMessage) -> str:
         """Queue ``process_task`` and return its Celery task id."""
         celery_id = await self._call(self._send, message)
-        log.info("task %s: sent to Celery as %s", message.task_num, celery_id)
+        task_log(log, message.task_num).info("sent to Celery as %s", celery_id)
         return celery_id
 
     def _send(self, message: TaskMessage) -> str:

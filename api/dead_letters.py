@@ -24,6 +24,7 @@ from api.model import TaskRequest
 from api.queues import QueueAdmin
 from api.store import StoreFull
 from common import topology
+from common.logs import task_log
 from common.messages import InvalidField, TaskMessage
 from common.tasks import Method
 
@@ -188,7 +189,7 @@ class DeadLetters:
                     )
                     await message.ack()
                     report.replayed.append({"task_num": task.task_num, "replay_of": dead.task_num})
-                    log.info("task %s: replays dead task %s", task.task_num, dead.task_num)
+                    task_log(log, task.task_num).info("replays dead task %s", dead.task_num)
                 if last_kept is not None:
                     await last_kept.nack(multiple=True, requeue=True)
         # Whatever was taken and not acked goes back to the queue when the channel closes.

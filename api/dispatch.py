@@ -17,6 +17,7 @@ from api.model import Role, Task, TaskRequest, WorkflowKind, WorkflowRequest
 from api.publisher import Publisher
 from api.store import TaskStore
 from common import topology
+from common.logs import task_log
 from common.messages import InvalidField, TaskMessage
 from common.tasks import Method
 
@@ -121,8 +122,9 @@ class Dispatcher:
                 await self._store.discard(task.task_num)
         self._accepted(sent)
         first, exc = failures[0]
-        log.warning("task %s: not sent via %s: %s (%s of the request's %s tasks not sent)",
-                    first.task_num, request.method, exc, request.count - len(sent), request.count)
+        task_log(log, first.task_num).warning(
+            "not sent via %s: %s (%s of the request's %s tasks not sent)",
+            request.method, exc, request.count - len(sent), request.count)
         raise DispatchFailed(exc.reason, sent, request.count) from exc
 
     async def submit_workflow(self, request: WorkflowRequest) -> tuple[str, list[Task]]:

@@ -27,6 +27,7 @@ from api.validation import (
     parse_task_request,
     parse_workflow_request,
 )
+from common.logs import task_log
 from common.tasks import Method
 
 log = logging.getLogger(__name__)
@@ -114,11 +115,10 @@ async def update_task_status(request: web.Request) -> web.Response:
     try:
         task = await request.config_dict[store_key].update_status(report)
     except UnknownTask:
-        log.warning("task %s: callback for an unknown task, worker=%s",
-                    report.task_num, report.worker_id)
+        task_log(log, report.task_num, report.worker_id).warning("callback for an unknown task")
         raise json_error(web.HTTPNotFound, f"task {report.task_num} not found") from None
     except TransitionNotAllowed as exc:
-        log.info("task %s: %s, worker=%s", report.task_num, exc, report.worker_id)
+        task_log(log, report.task_num, report.worker_id).info("%s", exc)
         raise json_error(web.HTTPConflict, str(exc), status=str(exc.current)) from None
-    log.info("task %s: %s, worker=%s", task.task_num, task.status, task.worker_id)
+    task_log(log, task.task_num, task.worker_id).info("%s", task.status)
     return web.json_response({"task": task.to_dict()})

@@ -8,9 +8,12 @@ task, no setting, no secret, and a Prometheus server is configured to scrape it 
 Where the figures themselves are private, the port is kept off the public network (as the
 management UI's should be), not behind the token every script shares.
 
-The age of the oldest waiting message is not here: RabbitMQ reports it (the management API's
+How long the oldest task has waited, per method, is read from the task store, not from
+RabbitMQ: the broker reports the age of a queue's head message (the management API's
 ``head_message_timestamp``) only for messages that carry an AMQP timestamp, which neither the
-course's messages nor Celery's do, and only for classic queues.
+course's messages nor Celery's do, and only for classic queues. A task PENDING in the store is
+exactly a message waiting in its queue (api.store.is_waiting), on both paths and both queue
+types, and each store keeps the oldest one at hand.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from api.errors import BrokerUnavailable
 from api.events import TaskEvents
 from api.model import Task
 from api.queues import QueueAdmin
+from api.store import StoreUnavailable, TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +48,10 @@ class Metrics:
         connection: BrokerConnection,
         queue_admin: QueueAdmin,
         queues: tuple[str, ...],
+        store: TaskStore,
     ) -> None:
         self.registry = registry = CollectorRegistry()
+        self._store = store
         self._connection = connection
         self._queue_admin = queue_admin
         self._queues = queues
@@ -78,6 +84,11 @@ class Metrics:
             "api_queue_consumers", "Consumers of a queue, read at the scrape", ["queue"],
             registry=registry,
         )
+        self.oldest_waiting = Gauge(
+            "api_oldest_pending_task_age_seconds", "Seconds since the oldest task still PENDING"
+            " (accepted, not yet taken by a worker) was accepted, by method; 0 when none waits."
+            " Read from the task store at the scrape", ["method"], registry=registry,
+        )
 
     def accepted(self, tasks: list[Task]) -> None:
         """The dispatcher's listener: these tasks were handed to the broker."""
@@ -103,6 +114,17 @@ class Metrics:
             if count is not None:
                 self.queue_ready.labels(name).set(count[0])
                 self.queue_consumers.labels(name).set(count[1])
+
+    async def read_store(self) -> None:
+        """The oldest waiting task's age of each method, as the store has it now."""
+        self.oldest_waiting.clear()
+        try:
+            ages = await self._store.oldest_waiting_ages()
+        except StoreUnavailable as exc:
+            log.debug("no task ages for /metrics: %s", exc)
+            return  # no figure rather than a wrong 0
+        for method, age in ages.items():
+            self.oldest_waiting.labels(method).set(age)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -144,6 +166,7 @@ def scrape(metrics: Metrics) -> Handler:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         await metrics.read_queues()
+        await metrics.read_store()
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return handle

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractExchange
 from api.connection import AMQP_ERRORS, BrokerConnection
 from api.errors import BrokerUnavailable, describe
 from common import topology
+from common.logs import task_log
 from common.messages import TaskMessage
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Publisher:
             raise BrokerUnavailable("the broker refused the message (nack)") from exc
         except AMQP_ERRORS as exc:
             raise BrokerUnavailable(f"publish failed: {describe(exc)}") from exc
-        log.info("task %s: published to %s", message.task_num, topology.EXCHANGE)
+        task_log(log, message.task_num).info("published to %s", topology.EXCHANGE)
 
     async def _publishing_exchange(self) -> AbstractExchange:
         """The exchange on the publishing channel; a new channel after a reconnect."""

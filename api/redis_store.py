@@ -10,6 +10,10 @@ atomically across processes:
   same rule code as the memory store's, in Python);
 - numbers come from ``INCRBY`` on one counter; creating checks the room and inserts in one Lua
   script, so two processes never both take the last place;
+- the waiting tasks of each method are a sorted set ``<prefix>waiting:<method>`` of numbers
+  scored by acceptance time: a task joins it in the insert script and leaves it in the same
+  ``MULTI`` (or script) that changes its status or deletes it, so the oldest waiting task is
+  one ``ZRANGE`` away (O(log n)) and never out of step with the tasks;
 - every change is published on ``<prefix>changes``. Each process subscribes and feeds its own
   open pages. Pub/sub keeps nothing for a subscriber that is away, so whenever the subscription
   is (re)made the pages start again from a snapshot of the store (a Stream would let a process
@@ -35,7 +39,15 @@ from redis.exceptions import RedisError, WatchError
 
 from api.errors import describe
 from api.model import Task
-from api.store import Draft, StoreFull, StoreUnavailable, TaskStore, UnknownTask, drafted
+from api.store import (
+    Draft,
+    StoreFull,
+    StoreUnavailable,
+    TaskStore,
+    UnknownTask,
+    drafted,
+    is_waiting,
+)
 from common.node_ring import NodeRing
 from common.settings import Settings
 from common.statuses import TaskStatus
@@ -51,19 +63,21 @@ WORKFLOW_TTL = 24 * 3600
 READ_CHUNK = 500  # tasks one MGET reads
 
 # New tasks, all or none. KEYS: recent, finished, the workflow's list of members (or the recent
-# set again when there is none). ARGV: the limit, the task key prefix, the channel, the change to
-# publish, how long the workflow's list lives, then number, JSON, number, JSON... Returns -1 once
-# every task is in, or the room there was (and inserts none).
+# set again when there is none), the waiting set of the tasks' method. ARGV: the limit, the task
+# key prefix, the channel, the change to publish, how long the workflow's list lives, when the
+# tasks were accepted, then number, JSON, number, JSON... Returns -1 once every task is in, or
+# the room there was (and inserts none).
 INSERT = """
 local limit = tonumber(ARGV[1])
-local count = (#ARGV - 5) / 2
+local count = (#ARGV - 6) / 2
 local room = limit - redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2])
 if room < count then
     return room
 end
-for i = 6, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
     redis.call('SET', ARGV[2] .. ARGV[i], ARGV[i + 1])
     redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i])
+    redis.call('ZADD', KEYS[4], ARGV[6], ARGV[i])
     if KEYS[3] ~= KEYS[1] then
         redis.call('RPUSH', KEYS[3], ARGV[i])
     end
@@ -83,8 +97,9 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return -1
 """
 
-# KEYS: the task, recent, finished. ARGV: the task's number, the status it must still have.
-# Deletes the task only if it still has that status (a worker may have taken it meanwhile).
+# KEYS: the task, recent, finished, the waiting set of its method. ARGV: the task's number, the
+# status it must still have. Deletes the task only if it still has that status (a worker may
+# have taken it meanwhile).
 DISCARD_IF = """
 local stored = redis.call('GET', KEYS[1])
 if not stored or cjson.decode(stored)['status'] ~= ARGV[2] then
@@ -93,6 +108,7 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 return 1
 """
 
@@ -111,6 +127,8 @@ class RedisTaskStore(TaskStore):
         self._recent = f"{prefix}recent"  # every task kept, scored by its number
         self._finished = f"{prefix}finished"  # the finished ones, scored by when they finished
         self._workflow_prefix = f"{prefix}workflow:"
+        # The waiting tasks of each method, scored by when they were accepted.
+        self._waiting = {method: f"{prefix}waiting:{method}" for method in Method}
         self._channel = f"{prefix}changes"
         self._insert_script = self._redis.register_script(INSERT)
         self._discard_script = self._redis.register_script(DISCARD_IF)
@@ -136,14 +154,17 @@ class RedisTaskStore(TaskStore):
         async with self._answer():
             last = await self._redis.incrby(self._counter, len(drafts))
             tasks = drafted(range(last - len(drafts) + 1, last + 1), drafts, chain)
-            # The tasks of one request belong to one workflow or to none.
-            workflow_id = tasks[0].workflow_id
+            # The tasks of one request belong to one workflow or to none, and have one method.
+            workflow_id, method = tasks[0].workflow_id, tasks[0].method
+            if any(task.method is not method for task in tasks):
+                raise ValueError("the tasks of one call to create_each must have one method")
             members = f"{self._workflow_prefix}{workflow_id}" if workflow_id else self._recent
             change = json.dumps({"tasks": [task.to_dict() for task in tasks]})
             pairs = [value for task in tasks for value in (task.task_num, _dumps(task))]
             room = await self._insert_script(
-                keys=[self._recent, self._finished, members],
-                args=[self._limit, self._task_prefix, self._channel, change, WORKFLOW_TTL, *pairs],
+                keys=[self._recent, self._finished, members, self._waiting[method]],
+                args=[self._limit, self._task_prefix, self._channel, change, WORKFLOW_TTL,
+                      tasks[0].created_at, *pairs],
             )
         if room >= 0:
             raise StoreFull(room, len(tasks), self._limit)
@@ -160,10 +181,13 @@ class RedisTaskStore(TaskStore):
                     if stored is None:
                         raise UnknownTask(task_num)
                     task = _loads(stored)
+                    waited = is_waiting(task)
                     if not change(task):
                         return task, False
                     pipe.multi()
                     pipe.set(key, _dumps(task))
+                    if waited and not is_waiting(task):
+                        pipe.zrem(self._waiting[task.method], task_num)
                     if task.status.is_final:
                         # nx: the time it first finished decides when it is evicted.
                         pipe.zadd(self._finished, {str(task_num): task.finished_at}, nx=True)
@@ -187,6 +211,8 @@ class RedisTaskStore(TaskStore):
                 pipe.delete(self._key(task_num))
                 pipe.zrem(self._recent, task_num)
                 pipe.zrem(self._finished, task_num)
+                for waiting in self._waiting.values():  # its method unread: from both
+                    pipe.zrem(waiting, task_num)
                 deleted, *_ = await pipe.execute()
             if deleted:
                 await self._publish({"discarded": task_num})
@@ -198,12 +224,20 @@ class RedisTaskStore(TaskStore):
         discarded = 0
         async with self._answer():
             for task_num in waiting:
-                keys = [self._key(task_num), self._recent, self._finished]
+                keys = [self._key(task_num), self._recent, self._finished, self._waiting[method]]
                 if await self._discard_script(keys=keys,
                                               args=[task_num, TaskStatus.PENDING.value]):
                     discarded += 1
                     await self._publish({"discarded": task_num})
         return discarded
+
+    async def _oldest_waiting(self) -> dict[Method, float]:
+        async with self._answer(), self._redis.pipeline(transaction=False) as pipe:
+            for waiting in self._waiting.values():
+                pipe.zrange(waiting, 0, 0, withscores=True)
+            oldest = await pipe.execute()
+        return {method: first[0][1] for method, first in zip(self._waiting, oldest, strict=True)
+                if first}
 
     async def workflow(self, workflow_id: str) -> list[Task]:
         async with self._answer():

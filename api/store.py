@@ -11,7 +11,11 @@ shared by any number of API processes. Both apply the same rules, written once h
   evicted first. A task somebody still waits for is never dropped; when every task kept is
   unfinished, new ones are refused (:class:`StoreFull`) instead;
 - task numbers never repeat, not even across API restarts: a late message from an earlier run
-  must not update a new task of the same number.
+  must not update a new task of the same number;
+- a task *waits* (:func:`is_waiting`) from its acceptance until a worker reports on it, or it is
+  discarded: its message is in its queue. Each store keeps the waiting tasks of each method by
+  acceptance time, so that the oldest one's age (:meth:`TaskStore.oldest_waiting_ages`, a
+  metric) costs no scan of the store.
 """
 
 from __future__ import annotations
@@ -158,6 +162,16 @@ def drafted(numbers: Sequence[int], drafts: Sequence[Draft], chain: bool) -> lis
     return tasks
 
 
+def is_waiting(task: Task) -> bool:
+    """Accepted and not yet taken by a worker: the task's message waits in its queue.
+
+    PENDING is exactly that, for both paths and both queue types: a worker's first report moves
+    a task on, and statuses never move back. (A member of a Celery chain or chord also waits
+    while the members before it run: its message is sent only then.)
+    """
+    return task.status is TaskStatus.PENDING
+
+
 def end_unrun(task: Task, note: str, now: float) -> bool:
     """End a task of a failed workflow that will never run; False if it has ended already."""
     if task.status.is_final:
@@ -278,6 +292,19 @@ class TaskStore(abc.ABC):
         with contextlib.suppress(UnknownTask):
             await self._modify(task_num, note, tell=False)
 
+    async def oldest_waiting_ages(self) -> dict[Method, float]:
+        """For each method, seconds since its oldest waiting task was accepted; 0 when none
+        waits."""
+        accepted = await self._oldest_waiting()
+        now = time.time()
+        return {method: max(0.0, now - accepted[method]) if method in accepted else 0.0
+                for method in Method}
+
+    @abc.abstractmethod
+    async def _oldest_waiting(self) -> dict[Method, float]:
+        """When the oldest waiting task of each method was accepted (``created_at``); a method
+        with none waiting is left out."""
+
     @abc.abstractmethod
     async def room(self) -> int:
         """How many tasks may be created now: free places, and finished tasks that may go."""
@@ -320,6 +347,10 @@ class MemoryTaskStore(TaskStore):
         self._tasks: OrderedDict[int, Task] = OrderedDict()
         # Finished tasks in the order they finished: the first of them is the next to evict.
         self._finished: OrderedDict[int, None] = OrderedDict()
+        # The waiting tasks of each method in the order they were accepted: the first is the
+        # oldest.
+        self._waiting: dict[Method, OrderedDict[int, None]] = {method: OrderedDict()
+                                                                for method in Method}
 
     @property
     def state(self) -> str:
@@ -343,6 +374,7 @@ class MemoryTaskStore(TaskStore):
         tasks = drafted(numbers, drafts, chain)
         for task in tasks:
             self._tasks[task.task_num] = task
+            self._waiting[task.method][task.task_num] = None
             if len(self._tasks) > self._limit:
                 evicted, _ = self._finished.popitem(last=False)
                 del self._tasks[evicted]
@@ -354,6 +386,8 @@ class MemoryTaskStore(TaskStore):
         task = await self.get(task_num)
         changed = change(task)
         if changed:
+            if not is_waiting(task):
+                self._waiting[task.method].pop(task_num, None)
             if task.status.is_final:
                 self._finished.setdefault(task_num)  # may make room for a new task from now on
             if tell:
@@ -367,16 +401,20 @@ class MemoryTaskStore(TaskStore):
             raise UnknownTask(task_num) from None
 
     async def discard(self, task_num: int) -> None:
-        if self._tasks.pop(task_num, None) is not None:
+        if (task := self._tasks.pop(task_num, None)) is not None:
             self._finished.pop(task_num, None)
+            self._waiting[task.method].pop(task_num, None)
             self._discarded(task_num)
 
     async def discard_waiting(self, method: Method) -> int:
-        waiting = [task.task_num for task in self._tasks.values()
-                   if task.method is method and task.status is TaskStatus.PENDING]
+        waiting = list(self._waiting[method])
         for task_num in waiting:
             await self.discard(task_num)
         return len(waiting)
+
+    async def _oldest_waiting(self) -> dict[Method, float]:
+        return {method: self._tasks[next(iter(waiting))].created_at
+                for method, waiting in self._waiting.items() if waiting}
 
     async def workflow(self, workflow_id: str) -> list[Task]:
         return [task for task in self._tasks.values() if task.workflow_id == workflow_id]

@@ -27,6 +27,11 @@ MEMORY_STORE = "memory"
 # a database of its own beside Celery's results (0) and the cluster demo's (1).
 LOCAL_REDIS_STORE = "redis://localhost:6379/2"
 REDIS_SCHEMES = ("redis", "rediss")
+# LOG_FORMAT: a line of text per event, as in the course, or a JSON object per line for a log
+# collector (common.logs).
+TEXT_LOGS = "text"
+JSON_LOGS = "json"
+LOG_FORMATS = (TEXT_LOGS, JSON_LOGS)
 
 
 class SettingsError(ValueError):
@@ -98,6 +103,8 @@ class Settings:
     # who serves the demo on a LAN adds the machine's address or name.
     allowed_hosts: str = _env("ALLOWED_HOSTS", default="localhost,127.0.0.1,[::1],api")
     log_level: str = _env("LOG_LEVEL", default="INFO")
+    # How every process writes its log: "text" (a line per event) or "json" (an object per line).
+    log_format: str = _env("LOG_FORMAT", default=TEXT_LOGS)
 
     @classmethod
     def env_names(cls) -> list[str]:
@@ -176,6 +183,10 @@ class Settings:
             self.validate_secure()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"LOG_FORMAT must be {' or '.join(LOG_FORMATS)}, got {self.log_format!r}"
+            )
 
     def validate_secure(self) -> None:
         """SECURE=1: every item of the checklist is on, or the service does not start."""

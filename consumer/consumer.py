@@ -22,6 +22,7 @@ from pika.spec import Basic, BasicProperties
 
 from callback_client import StatusReporter
 from common import topology
+from common.logs import task_log
 from common.messages import InvalidField, TaskMessage
 from common.node_ring import NodeRing
 from common.settings import Settings
@@ -61,6 +62,8 @@ class Consumer:
         self._pool = ThreadPoolExecutor(
             max_workers=topology.CONCURRENCY, thread_name_prefix="task"
         )
+        # This consumer's own lines, each with its worker id.
+        self._log = task_log(log, worker_id=reporter.worker_id)
 
     @property
     def worker_id(self) -> str:
@@ -81,32 +84,30 @@ class Consumer:
                 level = (logging.ERROR if isinstance(exc, (pika.exceptions.AMQPChannelError,
                                                            ssl.SSLError))
                          else logging.WARNING)
-                log.log(level, "broker unavailable at %s:%s (%r), %s, worker=%s", node.host,
-                        node.port, exc, f"retrying in {pause:.1f} s" if pause else
-                        "trying the next node", self.worker_id)
+                self._log.log(level, "broker unavailable at %s:%s (%r), %s", node.host,
+                              node.port, exc, f"retrying in {pause:.1f} s" if pause else
+                              "trying the next node")
                 if self._stopping.wait(pause):
                     break
                 continue
             self._nodes.answered()
-            log.info("consuming %s from %s:%s, worker=%s",
-                     topology.QUEUE, node.host, node.port, self.worker_id)
+            self._log.info("consuming %s from %s:%s", topology.QUEUE, node.host, node.port)
             pause = 0.0
             try:
                 channel.start_consuming()
             except pika.exceptions.AMQPConnectionError as exc:
-                log.warning("broker unavailable: lost %s:%s (%r), connecting again, worker=%s",
-                            node.host, node.port, exc, self.worker_id)
+                self._log.warning("broker unavailable: lost %s:%s (%r), connecting again",
+                                  node.host, node.port, exc)
                 self._nodes.lost()
             except pika.exceptions.AMQPChannelError as exc:
-                log.error("channel closed by the broker (%r), connecting again, worker=%s",
-                          exc, self.worker_id)
+                self._log.error("channel closed by the broker (%r), connecting again", exc)
                 # Counted as a failure: a channel the broker keeps closing must not spin.
                 pause = self._nodes.failed()
             finally:
                 self._close()
             self._stopping.wait(pause)
         self._pool.shutdown(wait=False, cancel_futures=True)
-        log.info("consumer stopped, worker=%s", self.worker_id)
+        self._log.info("consumer stopped")
 
     def _open(self, node: pika.URLParameters) -> BlockingChannel:
         """A connection to ``node`` with the topology declared and consuming set up."""
@@ -150,14 +151,14 @@ class Consumer:
             message = TaskMessage.from_json(body)
         except InvalidField as exc:
             # A message we can never process: dead-letter it instead of requeueing it forever.
-            log.error("bad message %r rejected to %s: %s, worker=%s",
-                      body[:200], topology.DEAD_LETTER_QUEUE, exc, self.worker_id)
+            self._log.error("bad message %r rejected to %s: %s",
+                            body[:200], topology.DEAD_LETTER_QUEUE, exc)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         except Exception:
             # A poison message must not kill the consumer (and then the next one, on redelivery).
-            log.exception("unreadable message %r rejected to %s, worker=%s",
-                          body[:200], topology.DEAD_LETTER_QUEUE, self.worker_id)
+            self._log.exception("unreadable message %r rejected to %s",
+                                body[:200], topology.DEAD_LETTER_QUEUE)
             channel.basic_reject(method.delivery_tag, requeue=False)
             return
         connection = self._connection
@@ -187,8 +188,8 @@ class Consumer:
                 ending = Ending.UNRECORDED
             else:
                 verdict = Verdict.REJECT
-                log.warning("task %s: rejected to %s, worker=%s",
-                            message.task_num, topology.DEAD_LETTER_QUEUE, self.worker_id)
+                task_log(log, message.task_num, self.worker_id).warning(
+                    "rejected to %s", topology.DEAD_LETTER_QUEUE)
         if ending is Ending.UNRECORDED:
             # Nothing is lost while CALLBACK_TOKEN is fixed or the API comes back: the message
             # goes back to the queue.

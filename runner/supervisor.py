@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from common.settings import LOCAL_REDIS_STORE, Settings
+from common.settings import JSON_LOGS, LOCAL_REDIS_STORE, TEXT_LOGS, Settings
 from runner.polling import wait_for
 from runner.procfile import ROOT, read_procfile
 from runner.services import service_env
@@ -35,11 +35,14 @@ def _literal(text: str) -> str:
 
 
 def render(
-    commands: Mapping[str, str], scale: Mapping[str, int], state_dir: Path, root: Path = ROOT
+    commands: Mapping[str, str], scale: Mapping[str, int], state_dir: Path, root: Path = ROOT,
+    log_format: str = TEXT_LOGS,
 ) -> str:
     """The configuration text: one program per Procfile line, ``scale[name]`` copies of it.
 
     A scaled service's copies are named ``<name>-0``, ``<name>-1``...: ``consumer:consumer-0``.
+    With ``log_format`` json, supervisord's own lines ("spawned: 'api'") go to its log file
+    only, not to the terminal, where every line is then a service's JSON object.
     """
     unknown = set(scale) - set(commands)
     if unknown:
@@ -60,6 +63,8 @@ def render(
         "childlogdir": _literal(str(state_dir)),
         # Log lines reach the terminal as they are written, not when a buffer fills.
         "environment": 'PYTHONUNBUFFERED="1"',
+        # Its own lines are supervisor's text, not JSON.
+        "silent": str(log_format == JSON_LOGS).lower(),
     }
     for name, command in commands.items():
         copies = scale.get(name)
@@ -142,12 +147,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-only", action="store_true",
                         help="write the configuration and exit, without starting anything")
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
     try:
         scale = parse_scale(args.scale)
-        text = render(read_procfile(), scale, args.state_dir.resolve())
+        text = render(read_procfile(), scale, args.state_dir.resolve(),
+                      log_format=settings.log_format)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
-    if scale.get("api", 1) > 1 and not Settings.from_env().shared_store:
+    if scale.get("api", 1) > 1 and not settings.shared_store:
         # Each process would keep tasks of its own: a page would miss half of them, and a
         # worker's report reaching the other process would get 404.
         parser.error(f"{scale['api']} API processes need a shared task store, not their memory:"

@@ -93,6 +93,17 @@ def test_the_configuration_runs_every_procfile_line_through_a_shell(tmp_path: Pa
     assert worker["autorestart"] == "true" and worker["stopasgroup"] == "true"
 
 
+def test_with_json_logs_supervisord_keeps_its_own_text_lines_off_the_terminal(
+    tmp_path: Path,
+) -> None:
+    config = configparser.ConfigParser(interpolation=None)
+
+    config.read_string(render({"api": "exec python -m api"}, {}, tmp_path, log_format="json"))
+    assert config["supervisord"]["silent"] == "true"
+    config.read_string(render({"api": "exec python -m api"}, {}, tmp_path))
+    assert config["supervisord"]["silent"] == "false"
+
+
 def test_scaling_a_service_the_procfile_lacks_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no service web in the Procfile"):
         render({"api": "exec python -m api"}, {"web": 2}, tmp_path)

@@ -470,6 +470,78 @@ async def test_a_chord_summary_ends_when_a_member_fails(new_store: NewStore) -> 
     assert (await store.get(other.task_num)).status is TaskStatus.PENDING
 
 
+# --- How long the oldest task has waited (a metric) -------------------------------------------
+
+
+async def assert_oldest_waiting(store: TaskStore, rmq: Task | None, celery: Task | None) -> None:
+    """The store's ages are those of ``rmq`` and ``celery`` (None: nothing of that method waits),
+    measured while it answered."""
+    before = time.time()
+    ages = await store.oldest_waiting_ages()
+    after = time.time()
+    for method, task in ((Method.RMQ, rmq), (Method.CELERY, celery)):
+        if task is None:
+            assert ages[method] == 0, method
+        else:
+            # A microsecond either way: Redis keeps the time as a double, as Python does.
+            assert before - task.created_at - 1e-6 <= ages[method] <= after - task.created_at + 1e-6
+
+
+async def test_the_oldest_waiting_task_of_each_method_follows_acceptance_start_and_end(
+    new_store: NewStore,
+) -> None:
+    store = await new_store()
+    await assert_oldest_waiting(store, None, None)
+    first = await store.create(Method.RMQ, 1)
+    await asyncio.sleep(0.01)  # three acceptance times that differ
+    celery = await store.create(Method.CELERY, 1)
+    await asyncio.sleep(0.01)
+    second, _ = await store.create_many(2, Method.RMQ, 1)
+    await assert_oldest_waiting(store, first, celery)
+
+    # A worker took the first: the next one is the oldest still waiting.
+    await store.update_status(report(first, TaskStatus.IN_PROGRESS))
+    await assert_oldest_waiting(store, second, celery)
+    # Finished without a report of its start (the course's consumer): no longer waiting either.
+    await store.update_status(report(celery, TaskStatus.DONE))
+    await assert_oldest_waiting(store, second, None)
+    # A report that is refused changes nothing.
+    with pytest.raises(TransitionNotAllowed):
+        await store.update_status(report(celery, TaskStatus.IN_PROGRESS))
+    await store.update_status(report(first, TaskStatus.DONE))
+    await assert_oldest_waiting(store, second, None)
+    await store.set_celery_id(second.task_num, "celery-id")
+    await assert_oldest_waiting(store, second, None)
+
+
+async def test_a_discarded_or_purged_task_waits_no_longer_and_eviction_keeps_the_waiting(
+    new_store: NewStore,
+) -> None:
+    store = await new_store(limit=10)
+    waiting = await store.create(Method.RMQ, 1)
+    sent_around = await store.create(Method.CELERY, 1)
+
+    await finished(store, 20)  # the finished ones evict each other, around the waiting two
+    await assert_oldest_waiting(store, waiting, sent_around)
+    await store.discard(waiting.task_num)
+    await assert_oldest_waiting(store, None, sent_around)
+    assert await store.discard_waiting(Method.CELERY) == 1
+    await assert_oldest_waiting(store, None, None)
+
+
+async def test_the_unrun_members_of_a_failed_workflow_wait_no_longer(new_store: NewStore) -> None:
+    store = await new_store()
+    kind = dict(method=Method.CELERY, workflow_id="chain", workflow_kind=WorkflowKind.CHAIN)
+    first, then = await store.create_each([dict(kind, timeout=1, role=Role.MEMBER)] * 2,
+                                          chain=True)
+    await assert_oldest_waiting(store, None, first)
+
+    await store.update_status(report(first, TaskStatus.ERROR))
+
+    assert (await store.get(then.task_num)).status is TaskStatus.ERROR
+    await assert_oldest_waiting(store, None, None)
+
+
 # new_store makes a store per example: the fixture is a factory, so sharing it is safe.
 fast = hypothesis.settings(database=None, deadline=None, derandomize=True, max_examples=40,
                            suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
@@ -559,6 +631,18 @@ async def test_processes_racing_on_one_task_never_break_a_transition_rule(
         finals = [ok for sent, ok in zip(reports, applied, strict=True)
                   if sent.task_num == task.task_num and sent.status.is_final]
         assert sorted(finals) == [False, True]
+
+
+async def test_every_process_sees_the_same_oldest_waiting_task(
+    two_stores: tuple[RedisTaskStore, RedisTaskStore],
+) -> None:
+    one, other = two_stores
+    task = await one.create(Method.CELERY, 1)
+    await assert_oldest_waiting(other, None, task)
+
+    await other.update_status(report(task, TaskStatus.IN_PROGRESS))
+
+    await assert_oldest_waiting(one, None, None)
 
 
 async def test_the_last_place_goes_to_one_process_only(key_space: str) -> None:

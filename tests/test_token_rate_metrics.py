@@ -10,7 +10,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from api.app_keys import store_key
 from api.auth import COOKIE
+from api.model import StatusReport
+from common.statuses import TaskStatus
+from common.tasks import Method
 from runner.client import ApiClient
 from tests.test_security import raw_post
 
@@ -338,6 +342,25 @@ async def test_metrics_count_requests_tasks_and_accept_time(client) -> None:
     assert grew("api_requests_total", route="metrics", status="200") == 1
     assert after[("api_broker_connected", ())] == 1
     assert ("api_queue_messages_ready", (("queue", "test_direct"),)) in after
+
+
+async def test_metrics_show_how_long_the_oldest_task_of_each_method_has_waited(client) -> None:
+    def oldest(samples: dict, method: str) -> float:
+        return samples[("api_oldest_pending_task_age_seconds", (("method", method),))]
+
+    before = await scrape(client)
+    assert (oldest(before, "rmq"), oldest(before, "celery")) == (0, 0)
+    # Accepted, and no worker has reported on it: it waits (straight in the store, so that no
+    # worker of another test takes it).
+    store = client.app[store_key]
+    task = await store.create(Method.RMQ, 1)
+    await asyncio.sleep(0.05)
+
+    waiting = await scrape(client)
+    assert 0.05 <= oldest(waiting, "rmq") < 5
+    assert oldest(waiting, "celery") == 0
+    await store.update_status(StatusReport(task.task_num, TaskStatus.IN_PROGRESS, "w"))
+    assert oldest(await scrape(client), "rmq") == 0
 
 
 async def test_metrics_count_the_open_live_streams(client) -> None:

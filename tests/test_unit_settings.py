@@ -27,6 +27,7 @@ CUSTOM_ENV = {
     "LIVE_STREAM_LIMIT": "20",
     "ALLOWED_HOSTS": "localhost,192.168.1.10",
     "LOG_LEVEL": "DEBUG",
+    "LOG_FORMAT": "json",
     "RESULT_BACKEND": "rpc://",
     "BEAT_INTERVAL": "5",
     "FLOWER_PUBLIC_URL": "https://public.example/flower/",
@@ -51,6 +52,7 @@ CUSTOM_VALUES = {
     "live_stream_limit": 20,
     "allowed_hosts": "localhost,192.168.1.10",
     "log_level": "DEBUG",
+    "log_format": "json",
     "result_backend": "rpc://",
     "beat_interval": 5,
     "flower_public_url": "https://public.example/flower/",
@@ -292,6 +294,11 @@ def test_bad_trusted_proxies_are_rejected_naming_the_variable(raw: str) -> None:
 def test_unknown_log_level_is_rejected_naming_the_variable() -> None:
     with pytest.raises(SettingsError, match="LOG_LEVEL"):
         Settings.from_env({"LOG_LEVEL": "LOUD"})
+
+
+def test_unknown_log_format_is_rejected_naming_the_variable() -> None:
+    with pytest.raises(SettingsError, match="LOG_FORMAT"):
+        Settings.from_env({"LOG_FORMAT": "xml"})
 
 
 def test_credentials_come_from_the_url() -> None:
