@@ -34,9 +34,6 @@ FLOWER_PORT = 5555
 DEMOS = {"single": ("api", "flower"), "cluster": ("api-cluster", "flower-cluster")}
 # Series Prometheus records itself for every target, beside what the target serves.
 PROMETHEUS_OWN = {"up"}
-# Served once the work on the age of waiting tasks lands in the API (its own branch); the xfail
-# test at the end fails as soon as it does, to have the name moved out of here.
-NOT_YET_SERVED = {"api_oldest_pending_task_age_seconds"}
 # Grafana's variables, replaced by values of their kind so that the queries parse as PromQL.
 GRAFANA_VARIABLES = {"$__rate_interval": "20s", "$demo": "single"}
 # The sample names a family of each type is scraped as (the family alone is listed before its
@@ -189,15 +186,8 @@ async def test_every_query_names_metrics_that_the_api_or_flower_serves(
     flower_names = served(flower_metrics)
     named = {selector.name for expression in queries(dashboard)
              for selector in selectors(expression)}
-    unknown = named - api_names - flower_names - PROMETHEUS_OWN - NOT_YET_SERVED
+    unknown = named - api_names - flower_names - PROMETHEUS_OWN
     assert not unknown, f"the dashboard names metrics nobody serves: {sorted(unknown)}"
     # Both sources are used: the dashboard is not the API's alone.
     assert named & {name for name in flower_names if name.startswith("flower_")}
     assert named & {name for name in api_names if name.startswith("api_")}
-
-
-@pytest.mark.xfail(reason="the API serves the age of the oldest waiting task from another branch;"
-                          " when it lands, take the name out of NOT_YET_SERVED", strict=True)
-async def test_the_api_serves_the_age_of_the_oldest_waiting_task(client) -> None:
-    response = await client.get("/metrics")
-    assert served(await response.text()) >= NOT_YET_SERVED

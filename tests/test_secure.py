@@ -129,7 +129,7 @@ def test_every_service_works_over_tls_end_to_end(
         assert service.alive(), service.log()
 
 
-def test_no_service_writes_a_secret_to_its_log(demo: SecureDemo, secure_settings: Settings) -> None:
+def test_every_log_line_is_json_and_holds_no_secret(demo: SecureDemo, secure_settings: Settings) -> None:
     api, started = demo.api, demo.services
     api.wait_final([task["task_num"] for task in api.send("celery", 0)])
     secrets = [secure_settings.rmq_password, secure_settings.api_token,
@@ -139,6 +139,9 @@ def test_no_service_writes_a_secret_to_its_log(demo: SecureDemo, secure_settings
         log = service.log()
         assert log, service.name
         assert not [secret for secret in secrets if secret in log], service.name
+        # LOG_FORMAT=json (secure.env): one JSON object per line, every line.
+        for line in log.splitlines():
+            assert isinstance(json.loads(line), dict), (service.name, line)
 
 
 def test_flower_asks_for_its_login(demo: SecureDemo) -> None:
