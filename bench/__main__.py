@@ -43,6 +43,7 @@ def run(bench: stages.Bench, args: argparse.Namespace) -> dict[str, Any]:
     plan = [
         ("accept", lambda: stages.accept(bench, args.connections, args.seconds)),
         ("stores", lambda: stages.stores(bench, args.connections, args.seconds)),
+        ("secure", lambda: stages.secure_mode(bench, args.connections, args.seconds)),
         ("e2e", lambda: stages.end_to_end(bench, args.tasks, args.connections)),
         ("scaling", lambda: stages.scaling(bench, args.rounds, report.WORKER_COUNTS)),
         ("healthz", lambda: stages.healthz(bench)),

@@ -128,6 +128,7 @@ def markdown(results: Results) -> str:
          f"{accept['rmq']['cpu_ms']:.2f} / {accept['celery']['cpu_ms']:.2f}",
          f"{bare['cpu_ms']:.3f} (голый обработчик)", "", ""),
         *_store_rows(results.get("stores"), accept["rmq"], bare),
+        *_secure_rows(results.get("secure"), accept),
         (f"Только публикация aio-pika (до {connections} неподтверждённых), сообщений/с",
          f"{publish['rate']:.0f}", f"{bare['rate']:.0f}",
          _percent(share(publish["rate"], bare["rate"])), ""),
@@ -184,6 +185,27 @@ def _store_rows(stores: dict[str, dict[str, float]] | None, memory: dict[str, fl
             f"{stores[key]['cpu_ms']:.2f} / {stores[key]['store_cpu_ms']:.2f}"
             for key in ("one", "two"))]),
         f"{bare['cpu_ms']:.3f} (голый обработчик)", "", "",
+    ))
+    return rows
+
+
+def _secure_rows(secure: dict[str, dict[str, float]] | None,
+                 accept: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Accepting with the production checklist on, beside the same path with it off (a results
+    file of a run before the stage has none)."""
+    if secure is None:
+        return []
+    rows = [(
+        f"Приём {method}, защищённый режим (TLS, токен, лимит, JSON-логи), запросов/с;"
+        " p50 / p99, мс",
+        f"{secure[method]['rate']:.0f}; {_latency(secure[method])}",
+        f"{accept[method]['rate']:.0f}; {_latency(accept[method])} (без защиты)",
+        _percent(share(secure[method]["rate"], accept[method]["rate"])), "",
+    ) for method in ("rmq", "celery")]
+    rows.append((
+        "Процессор API на запрос в защищённом режиме, мс: rmq / celery",
+        f"{secure['rmq']['cpu_ms']:.2f} / {secure['celery']['cpu_ms']:.2f}",
+        f"{accept['rmq']['cpu_ms']:.2f} / {accept['celery']['cpu_ms']:.2f} (без защиты)", "", "",
     ))
     return rows
 

@@ -26,11 +26,11 @@ from api.redis_store import RedisTaskStore
 from bench import raw, wrk
 from bench.report import ideal_rate
 from common import routes, topology
-from common.settings import LOCAL_REDIS_STORE, Settings
+from common.settings import LOCAL_REDIS_STORE, MAX_RATE, Settings
 from common.statuses import TaskStatus
 from common.tasks import Method
 from runner import proc
-from runner.broker import scratch_vhost
+from runner.broker import purge, scratch_vhost
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.services import QUICK_START, Service, Services, demo_settings, free_port, service_env
@@ -108,7 +108,8 @@ def checked(result: wrk.LoadResult, what: str) -> dict[str, float]:
 
 
 def load(url: str, body: str, pids: Sequence[int], what: str, connections: int, seconds: float,
-         store_pid: int | None = None) -> dict[str, float]:
+         store_pid: int | None = None,
+         headers: dict[str, str] | None = None) -> dict[str, float]:
     """wrk against ``url``, and the CPU that the server's processes ``pids`` spent per request
     meanwhile: the figure neighbours on a shared machine disturb least. With ``store_pid``, the
     task store's (Redis's) CPU per request too."""
@@ -117,7 +118,7 @@ def load(url: str, body: str, pids: Sequence[int], what: str, connections: int, 
         return sum(proc.cpu_seconds(pid) for pid in of)
 
     before, store_before = cpu(pids), cpu([store_pid] if store_pid else [])
-    result = wrk.run(url, body, connections=connections, seconds=seconds)
+    result = wrk.run(url, body, connections=connections, seconds=seconds, headers=headers)
     figures = checked(result, what)
     figures["cpu_ms"] = (cpu(pids) - before) / result.requests * 1000
     log.info("%s: %.3f ms CPU per request", what, figures["cpu_ms"])
@@ -166,6 +167,46 @@ def stores(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str
                                   connections, seconds, store_pid=redis_pid)
         finally:
             asyncio.run(_clear(RedisTaskStore(demo.settings)))
+    return figures
+
+
+def secure_mode(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str, float]]:
+    """The accept path with the production checklist on (SECURE=1): TLS to the broker of
+    rmq/secure-node.sh, the API token on every request, the rate limit counted (set far above
+    the load, so that nothing is refused) and JSON log lines. The accept stage, earlier in the
+    same run, is the same path with all of it off."""
+    # Here, not at the top: the node and its files exist on this machine only, and the Docker
+    # image, which leaves rmq/ out, still runs `python -m bench --help`.
+    import secure
+
+    secure.ensure(secure.SECURE_DIR)
+    was_running = secure.node_running()
+    secure.start_node(secure.SECURE_DIR)
+    figures = {}
+    with tempfile.TemporaryDirectory() as state:
+        port = free_port()
+        settings = dataclasses.replace(
+            Settings.from_env(secure.read_env(secure.SECURE_DIR / "secure.env")),
+            api_host="127.0.0.1", api_port=port,
+            callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
+            task_counter_path=str(Path(state) / "task_counter"), task_store_limit=10_000_000,
+            rate_limit=f"{MAX_RATE}/second",
+        )
+        services = Services(Path(state), extra_args=QUICK_START)
+        try:
+            api = services.start_api(settings)
+            bearer = {"Authorization": f"Bearer {settings.api_token}"}
+            for method in Method:
+                figures[method] = load(api.url(routes.TASKS), json.dumps(task_body(method)),
+                                       [api.service.pid], f"accept {method}, secure mode",
+                                       connections, seconds, headers=bearer)
+        finally:
+            services.stop_all()
+            # No worker ran: the tasks accepted wait in the node's queues.
+            purge(settings.rmq_url, topology.QUEUE, topology.CELERY_QUEUE,
+                  ca_file=settings.rmq_ca_file)
+            if not was_running:
+                secure.stop_node()
     return figures
 
 

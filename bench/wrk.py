@@ -13,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ SCRIPT = """
 wrk.method = "%(method)s"
 wrk.body = [[%(body)s]]
 wrk.headers["Content-Type"] = "application/json"
-
+%(headers)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -48,10 +49,15 @@ class LoadResult:
     errors: int  # answers of 400 and above, and socket errors: a clean run has none
 
 
-def script(method: str, body: str) -> str:
-    if "]]" in body:  # would end the Lua long string early
-        raise ValueError("the body must not contain ']]'")
-    return SCRIPT % {"method": method, "body": body, "mark": RESULT_MARK}
+def script(method: str, body: str, headers: Mapping[str, str] | None = None) -> str:
+    """The Lua script; ``headers`` are sent beside Content-Type (in the file, not on wrk's
+    command line, where every process of the machine could read a token)."""
+    headers = dict(headers or {})
+    if any("]]" in text for text in (body, *headers, *headers.values())):
+        raise ValueError("the body and headers must not contain ']]' (it ends a Lua string)")
+    lines = "".join(f"wrk.headers[ [[{name}]] ] = [[{value}]]\n"
+                    for name, value in headers.items())
+    return SCRIPT % {"method": method, "body": body, "headers": lines, "mark": RESULT_MARK}
 
 
 def parse(output: str) -> LoadResult:
@@ -70,7 +76,8 @@ def parse(output: str) -> LoadResult:
 
 
 def run(
-    url: str, body: str, *, connections: int, seconds: float, method: str = "POST"
+    url: str, body: str, *, connections: int, seconds: float, method: str = "POST",
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """``connections`` keep-alive connections from one wrk thread, for ``seconds``."""
     wrk = shutil.which("wrk")
@@ -78,7 +85,7 @@ def run(
         raise RuntimeError("wrk is not installed: `make bench` installs it (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as folder:
         lua = Path(folder) / "post.lua"
-        lua.write_text(script(method, body), encoding="utf-8")
+        lua.write_text(script(method, body, headers), encoding="utf-8")
         completed = subprocess.run(
             [wrk, "--threads=1", f"--connections={connections}", f"--duration={seconds:.0f}s",
              f"--script={lua}", url],

@@ -46,8 +46,8 @@ def queue_state(rmq_url: str, queue: str, ca_file: str = "") -> tuple[int, int]:
         connection.close()
 
 
-def purge(rmq_url: str, *queues: str) -> None:
-    connection = connect(rmq_url)
+def purge(rmq_url: str, *queues: str, ca_file: str = "") -> None:
+    connection = connect(rmq_url, ca_file)
     try:
         channel = connection.channel()
         for queue in queues:

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SECURE_DIR = ROOT / ".secure"
 MAKE_CERTS = Path(__file__).with_name("make-certs.sh")
+SECURE_NODE = ROOT / "rmq" / "secure-node.sh"
 # Not the course's student: a name of its own makes plain that the credentials are new.
 RMQ_USER = "demo"
 AMQPS_PORT = 5671
@@ -132,3 +133,25 @@ def _write_definitions(path: Path, found: Secrets) -> None:
     previous = json.loads(path.read_text()) if path.exists() else None
     settings = Settings(rmq_url=_amqps_url(found, "localhost"))
     path.write_text(render(definitions_for(settings, previous)))
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """An env file this module wrote, as a mapping (Settings.from_env takes it)."""
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def node_running() -> bool:
+    """Whether rmq/secure-node.sh's node runs (it is registered with epmd)."""
+    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
+    return "name rabbit-secure at port" in names
+
+
+def start_node(directory: Path = SECURE_DIR) -> None:
+    """Start the secure node with ``directory``'s files, or make a running one take them."""
+    subprocess.run([str(SECURE_NODE), "start", str(directory)], check=True, capture_output=True,
+                   timeout=180)
+
+
+def stop_node() -> None:
+    subprocess.run([str(SECURE_NODE), "stop"], check=True, capture_output=True, timeout=120)

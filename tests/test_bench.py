@@ -15,6 +15,7 @@ import pytest
 import redis
 import requests
 
+import secure
 from bench import raw, report, stages, wrk
 from common.settings import LOCAL_REDIS_STORE, Settings
 from runner.broker import management_url
@@ -52,6 +53,13 @@ def test_the_lua_script_carries_the_body_and_refuses_one_that_would_end_it() -> 
     assert wrk.RESULT_MARK in text
     with pytest.raises(ValueError):
         wrk.script("POST", '{"a": [[1]]}')
+
+
+def test_the_lua_script_sends_the_headers_it_is_given() -> None:
+    text = wrk.script("POST", "{}", {"Authorization": "Bearer abc"})
+    assert "wrk.headers[ [[Authorization]] ] = [[Bearer abc]]" in text
+    with pytest.raises(ValueError):
+        wrk.script("POST", "{}", {"Authorization": "Bearer ]]"})
 
 
 def test_wrk_runs_the_script_against_the_bare_handler() -> None:
@@ -100,6 +108,10 @@ RESULTS = {
                 "store_cpu_ms": 0.2},
         "two": {"rate": 2000.0, "p50_ms": 15.0, "p99_ms": 55.0, "cpu_ms": 1.2,
                 "store_cpu_ms": 0.2},
+    },
+    "secure": {
+        "rmq": {"rate": 1800.0, "p50_ms": 16.0, "p99_ms": 50.0, "cpu_ms": 1.0},
+        "celery": {"rate": 350.0, "p50_ms": 80.0, "p99_ms": 130.0, "cpu_ms": 2.5},
     },
     "e2e": {"raw": 1600.0, "rmq": 480.0, "celery": 150.0},
     "scaling": {"rmq": {"1": 2.97, "2": 5.9, "4": 11.2},
@@ -151,11 +163,16 @@ def test_the_table_shows_each_figure_beside_its_baseline_and_target() -> None:
     assert "| 2000 | 2400 (задачи в памяти), 8000 (голый) | 25 % |" in two_apis
     store_cpu = next(row for row in rows if "Процессор на запрос, мс: API / Redis" in row)
     assert "| 0.80 ; 1.10 / 0.20 ; 1.20 / 0.20 |" in store_cpu
+    secure_rmq = next(row for row in rows if "Приём rmq, защищённый режим" in row)
+    assert "| 1800; 16.0 / 50.0 | 2400; 12.0 / 45.0 (без защиты) | 75 % |" in secure_rmq
+    secure_cpu = next(row for row in rows if "в защищённом режиме" in row)
+    assert "| 1.00 / 2.50 | 0.80 / 2.20 (без защиты) |" in secure_cpu
 
 
 def test_a_run_saved_before_the_stores_stage_still_renders() -> None:
-    older = {name: value for name, value in RESULTS.items() if name != "stores"}
+    older = {name: value for name, value in RESULTS.items() if name not in ("stores", "secure")}
     assert "Redis" not in report.markdown(older)
+    assert "защищённый" not in report.markdown(older)
 
 
 def test_a_share_just_under_its_goal_is_not_shown_as_the_goal() -> None:
@@ -231,6 +248,19 @@ def test_a_tiny_stores_stage_measures_two_apis_on_one_port_and_clears_its_tasks(
     assert_cleaned_up(bench)
     with redis.Redis.from_url(LOCAL_REDIS_STORE) as client:
         assert list(client.scan_iter(f"*{bench.vhosts[0]}*")) == []
+
+
+def test_a_tiny_secure_stage_measures_over_tls_and_leaves_the_node_as_it_found_it(
+    base_settings: Settings, management: requests.Session
+) -> None:
+    bench = stages.Bench(base_settings, management)
+    was_running = secure.node_running()
+
+    figures = stages.secure_mode(bench, connections=2, seconds=1)
+
+    assert set(figures) == {"rmq", "celery"}
+    assert all(f["rate"] > 0 and f["cpu_ms"] > 0 for f in figures.values())
+    assert secure.node_running() == was_running
 
 
 def test_a_stage_that_fails_midway_still_cleans_up(

@@ -40,36 +40,23 @@ from runner.procfile import ROOT
 from runner.services import QUICK_START, Services, free_port
 from tests.test_token_rate_metrics import samples
 
-SECURE_NODE = ROOT / "rmq" / "secure-node.sh"
-
-
-def node_running() -> bool:
-    names = subprocess.run(["epmd", "-names"], capture_output=True, text=True).stdout
-    return "name rabbit-secure at port" in names
-
-
-def read_env(path: Path) -> dict[str, str]:
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
 
 @pytest.fixture(scope="module")
 def secure_node() -> Iterator[Path]:
     """The node running with .secure/'s files; the directory."""
-    was_running = node_running()
+    was_running = secure.node_running()
     secure.ensure(secure.SECURE_DIR)
-    subprocess.run([str(SECURE_NODE), "start", str(secure.SECURE_DIR)], check=True,
-                   capture_output=True, timeout=180)
+    secure.start_node(secure.SECURE_DIR)
     yield secure.SECURE_DIR
     if not was_running:
-        subprocess.run([str(SECURE_NODE), "stop"], check=True, capture_output=True, timeout=120)
+        secure.stop_node()
 
 
 @pytest.fixture(scope="module")
 def secure_settings(secure_node: Path, tmp_path_factory) -> Settings:
     """`make dev`'s secure settings, on a free port with a counter of their own."""
     port = free_port()
-    settings = Settings.from_env(read_env(secure_node / "secure.env"))
+    settings = Settings.from_env(secure.read_env(secure_node / "secure.env"))
     return dataclasses.replace(
         settings, api_host="127.0.0.1", api_port=port,
         callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
@@ -98,7 +85,7 @@ def demo(secure_settings: Settings, tmp_path_factory) -> Iterator[SecureDemo]:
         flower_port = free_port()
         started.start("flower", secure_settings, env={
             "FLOWER_PORT": str(flower_port), "FLOWER_ADDRESS": "127.0.0.1",
-            "FLOWER_BASIC_AUTH": read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"],
+            "FLOWER_BASIC_AUTH": secure.read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"],
         })
         yield SecureDemo(api, started, f"http://127.0.0.1:{flower_port}")
     finally:
@@ -154,7 +141,7 @@ def test_flower_asks_for_its_login(demo: SecureDemo) -> None:
 
 
 def flower_login() -> tuple[str, str]:
-    login = read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"]
+    login = secure.read_env(secure.SECURE_DIR / "secure.env")["FLOWER_BASIC_AUTH"]
     user, _, password = login.partition(":")
     return user, password
 
@@ -212,10 +199,9 @@ def test_rotated_credentials_replace_the_old_ones(
     shutil.copytree(secure_node, rotated_dir)
     rotated = secure.ensure(rotated_dir, rotate=True)
     try:
-        subprocess.run([str(SECURE_NODE), "start", str(rotated_dir)], check=True,
-                       capture_output=True, timeout=120)
+        secure.start_node(rotated_dir)
 
-        new = Settings.from_env(read_env(rotated_dir / "secure.env"))
+        new = Settings.from_env(secure.read_env(rotated_dir / "secure.env"))
         assert new.rmq_password == rotated.rmq_password != secure_settings.rmq_password
         assert new.api_token != secure_settings.api_token
         pika.BlockingConnection(pika_parameters(new.rmq_url, new.rmq_ca_file)).close()
@@ -223,8 +209,7 @@ def test_rotated_credentials_replace_the_old_ones(
             pika.BlockingConnection(pika_parameters(secure_settings.rmq_url,
                                                     secure_settings.rmq_ca_file))
     finally:
-        subprocess.run([str(SECURE_NODE), "start", str(secure_node)], check=True,
-                       capture_output=True, timeout=120)
+        secure.start_node(secure_node)
     pika.BlockingConnection(pika_parameters(secure_settings.rmq_url,
                                             secure_settings.rmq_ca_file)).close()
 
