@@ -33,8 +33,9 @@ write_files() {
     install -o rabbitmq -g rabbitmq -m 600 "${source}/definitions.json" "${BASE}/"
     # The containers' config, with their paths moved to this node's folder.
     sed "s|/etc/rabbitmq/|${BASE}/|g" "$(dirname "$0")/rabbitmq.secure.conf" >"${BASE}/rabbitmq.conf"
-    echo "[rabbitmq_management]." >"${BASE}/enabled_plugins"
-    chown rabbitmq:rabbitmq "${BASE}/rabbitmq.conf" "${BASE}/enabled_plugins"
+    install -o rabbitmq -g rabbitmq -m 644 "$(dirname "$0")/enabled_plugins.secure" \
+        "${BASE}/enabled_plugins"
+    chown rabbitmq:rabbitmq "${BASE}/rabbitmq.conf"
 }
 
 start() {
