@@ -202,6 +202,14 @@ def _secure_rows(secure: dict[str, dict[str, float]] | None,
         f"{accept[method]['rate']:.0f}; {_latency(accept[method])} (без защиты)",
         _percent(share(secure[method]["rate"], accept[method]["rate"])), "",
     ) for method in ("rmq", "celery")]
+    if "tls_only" in secure:
+        rows.append((
+            "Приём rmq по частям: только TLS / только токен, лимит и JSON-логи, запросов/с",
+            f"{secure['tls_only']['rate']:.0f} / {secure['guards_only']['rate']:.0f}",
+            f"{accept['rmq']['rate']:.0f} (без защиты)",
+            " / ".join(_percent(share(secure[part]["rate"], accept["rmq"]["rate"]))
+                       for part in ("tls_only", "guards_only")), "",
+        ))
     rows.append((
         "Процессор API на запрос в защищённом режиме, мс: rmq / celery",
         f"{secure['rmq']['cpu_ms']:.2f} / {secure['celery']['cpu_ms']:.2f}",

@@ -26,7 +26,7 @@ from api.redis_store import RedisTaskStore
 from bench import raw, wrk
 from bench.report import ideal_rate
 from common import routes, topology
-from common.settings import LOCAL_REDIS_STORE, MAX_RATE, Settings
+from common.settings import LOCAL_REDIS_STORE, MAX_RATE, TEXT_LOGS, Settings
 from common.statuses import TaskStatus
 from common.tasks import Method
 from runner import proc
@@ -173,8 +173,9 @@ def stores(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str
 def secure_mode(bench: Bench, connections: int, seconds: float) -> dict[str, dict[str, float]]:
     """The accept path with the production checklist on (SECURE=1): TLS to the broker of
     rmq/secure-node.sh, the API token on every request, the rate limit counted (set far above
-    the load, so that nothing is refused) and JSON log lines. The accept stage, earlier in the
-    same run, is the same path with all of it off."""
+    the load, so that nothing is refused) and JSON log lines; then, for rmq, TLS alone and the
+    guards alone (token, limit, JSON lines on the plain broker), to tell which costs what. The
+    accept stage, earlier in the same run, is the same path with all of it off."""
     # Here, not at the top: the node and its files exist on this machine only, and the Docker
     # image, which leaves rmq/ out, still runs `python -m bench --help`.
     import secure
@@ -182,32 +183,53 @@ def secure_mode(bench: Bench, connections: int, seconds: float) -> dict[str, dic
     secure.ensure(secure.SECURE_DIR)
     was_running = secure.node_running()
     secure.start_node(secure.SECURE_DIR)
+    full = dataclasses.replace(
+        Settings.from_env(secure.read_env(secure.SECURE_DIR / "secure.env")),
+        task_store_limit=10_000_000, rate_limit=f"{MAX_RATE}/second",
+    )
+    guards = {name: getattr(full, name) for name in ("api_token", "rate_limit", "log_format")}
+    bearer = {"Authorization": f"Bearer {full.api_token}"}
     figures = {}
-    with tempfile.TemporaryDirectory() as state:
-        port = free_port()
-        settings = dataclasses.replace(
-            Settings.from_env(secure.read_env(secure.SECURE_DIR / "secure.env")),
-            api_host="127.0.0.1", api_port=port,
-            callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
-            task_counter_path=str(Path(state) / "task_counter"), task_store_limit=10_000_000,
-            rate_limit=f"{MAX_RATE}/second",
-        )
-        services = Services(Path(state), extra_args=QUICK_START)
-        try:
-            api = services.start_api(settings)
-            bearer = {"Authorization": f"Bearer {settings.api_token}"}
+    try:
+        with _api_on_a_free_port(full) as api:
             for method in Method:
                 figures[method] = load(api.url(routes.TASKS), json.dumps(task_body(method)),
                                        [api.service.pid], f"accept {method}, secure mode",
                                        connections, seconds, headers=bearer)
+        tls_only = dataclasses.replace(full, secure=False, api_token="", rate_limit="",
+                                       log_format=TEXT_LOGS)
+        with _api_on_a_free_port(tls_only) as api:
+            figures["tls_only"] = load(api.url(routes.TASKS), json.dumps(task_body(Method.RMQ)),
+                                       [api.service.pid], "accept rmq, TLS alone",
+                                       connections, seconds)
+    finally:
+        # No worker ran: the tasks accepted wait in the node's queues.
+        purge(full.rmq_url, topology.QUEUE, topology.CELERY_QUEUE, ca_file=full.rmq_ca_file)
+        if not was_running:
+            secure.stop_node()
+    with bench.demo(task_store_limit=10_000_000, **guards) as demo:
+        figures["guards_only"] = load(demo.api.url(routes.TASKS),
+                                      json.dumps(task_body(Method.RMQ)), [demo.api.service.pid],
+                                      "accept rmq, token, limit and JSON lines alone",
+                                      connections, seconds, headers=bearer)
+    return figures
+
+
+@contextlib.contextmanager
+def _api_on_a_free_port(settings: Settings) -> Iterator[ApiClient]:
+    """An api with ``settings`` on a port of its own, with a task counter of its own."""
+    with tempfile.TemporaryDirectory() as state:
+        port = free_port()
+        own = dataclasses.replace(
+            settings, api_host="127.0.0.1", api_port=port,
+            callback_url=f"http://127.0.0.1:{port}{routes.CALLBACK}",
+            task_counter_path=str(Path(state) / "task_counter"),
+        )
+        services = Services(Path(state), extra_args=QUICK_START)
+        try:
+            yield services.start_api(own)
         finally:
             services.stop_all()
-            # No worker ran: the tasks accepted wait in the node's queues.
-            purge(settings.rmq_url, topology.QUEUE, topology.CELERY_QUEUE,
-                  ca_file=settings.rmq_ca_file)
-            if not was_running:
-                secure.stop_node()
-    return figures
 
 
 async def _clear(store: RedisTaskStore) -> None:

@@ -112,6 +112,8 @@ RESULTS = {
     "secure": {
         "rmq": {"rate": 1800.0, "p50_ms": 16.0, "p99_ms": 50.0, "cpu_ms": 1.0},
         "celery": {"rate": 350.0, "p50_ms": 80.0, "p99_ms": 130.0, "cpu_ms": 2.5},
+        "tls_only": {"rate": 2000.0, "p50_ms": 14.0, "p99_ms": 48.0, "cpu_ms": 0.9},
+        "guards_only": {"rate": 2160.0, "p50_ms": 13.0, "p99_ms": 46.0, "cpu_ms": 0.9},
     },
     "e2e": {"raw": 1600.0, "rmq": 480.0, "celery": 150.0},
     "scaling": {"rmq": {"1": 2.97, "2": 5.9, "4": 11.2},
@@ -165,6 +167,8 @@ def test_the_table_shows_each_figure_beside_its_baseline_and_target() -> None:
     assert "| 0.80 ; 1.10 / 0.20 ; 1.20 / 0.20 |" in store_cpu
     secure_rmq = next(row for row in rows if "Приём rmq, защищённый режим" in row)
     assert "| 1800; 16.0 / 50.0 | 2400; 12.0 / 45.0 (без защиты) | 75 % |" in secure_rmq
+    parts = next(row for row in rows if "по частям" in row)
+    assert "| 2000 / 2160 | 2400 (без защиты) | 83 % / 90 % |" in parts
     secure_cpu = next(row for row in rows if "в защищённом режиме" in row)
     assert "| 1.00 / 2.50 | 0.80 / 2.20 (без защиты) |" in secure_cpu
 
@@ -258,9 +262,10 @@ def test_a_tiny_secure_stage_measures_over_tls_and_leaves_the_node_as_it_found_i
 
     figures = stages.secure_mode(bench, connections=2, seconds=1)
 
-    assert set(figures) == {"rmq", "celery"}
+    assert set(figures) == {"rmq", "celery", "tls_only", "guards_only"}
     assert all(f["rate"] > 0 and f["cpu_ms"] > 0 for f in figures.values())
     assert secure.node_running() == was_running
+    assert_cleaned_up(bench)  # the guards' demo ran in a vhost of its own
 
 
 def test_a_stage_that_fails_midway_still_cleans_up(
