@@ -18,7 +18,7 @@ APIS ?= 1
 ifneq ($(APIS),1)
 export TASK_STORE ?= redis://localhost:6379/2
 endif
-# SECURE=1 make dev: the production checklist on (README: "Продакшен-чеклист"): the TLS-only broker
+# SECURE=1 make dev: the production checklist on (docs/production.md: "Продакшен-чеклист"): the TLS-only broker
 # node of rmq/secure-node.sh, and the credentials, tokens and settings `python -m secure` writes
 # into .secure/.
 SECURE ?=
@@ -86,7 +86,7 @@ secure: $(VENV)/.installed-runtime
 secure-rmq: secure
 	./rmq/secure-node.sh start .secure
 
-# Three nodes rabbit-1..3 in one cluster, beside the main node (README: "Кластер на одной машине").
+# Three nodes rabbit-1..3 in one cluster, beside the main node (docs/cluster.md: "Кластер на одной машине").
 cluster:
 	./rmq/cluster.sh start
 
@@ -151,7 +151,7 @@ compose-test: venv podman
 bench: venv rmq redis wrk
 	$(PYTHON) -m bench
 
-# Faults under load, then every accepted task accounted for (README: "Хаос под нагрузкой"). The
+# Faults under load, then every accepted task accounted for (docs/failures.md: "Хаос под нагрузкой"). The
 # run starts a redis-server of its own: `redis` is here to install it.
 chaos: venv rmq redis iptables
 	$(PYTHON) -m chaos --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) \

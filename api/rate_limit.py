@@ -2,7 +2,7 @@
 
 The counting is the ``limits`` library's moving window, kept in this process's memory: exact
 (no double burst at a window's edge), and nothing to run beside the API. Two consequences, said
-in the README: with several API processes each counts on its own, so a client may make N per
+in docs/production.md: with several API processes each counts on its own, so a client may make N per
 process; and the client is the connection's remote address, or behind a reverse proxy the
 address the proxy names, where TRUSTED_PROXIES says to believe it (api/forwarded.py).
 

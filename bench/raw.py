@@ -7,14 +7,20 @@ the run's scratch vhost.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import logging
 import time
 
 import aio_pika
+import pika
+import requests
+from pika.adapters.blocking_connection import BlockingChannel
 
 from common import topology
+from common.settings import Settings
+from runner.broker import scratch_vhost, with_vhost
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +110,75 @@ async def round_trip(rmq_url: str, count: int, in_flight: int) -> float:
         await queue.cancel(consumer_tag)
         await queue.delete(if_unused=False, if_empty=False)
     return count / elapsed
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionReuse:
+    count: int  # messages published each way
+    reused_rate: float  # messages per second, one connection for all of them
+    per_message_rate: float  # messages per second, a new connection for each (the course's code)
+
+    @property
+    def ratio(self) -> float:
+        return self.reused_rate / self.per_message_rate
+
+
+def _confirming_channel(connection: pika.BlockingConnection) -> BlockingChannel:
+    channel = connection.channel()
+    channel.confirm_delivery()
+    return channel
+
+
+def connection_reuse(rmq_url: str, count: int) -> ConnectionReuse:
+    """``count`` persistent, confirmed messages with pika: one connection, then one per message.
+
+    The second way is the course's original publisher (connect, publish, close for every task):
+    each message pays the TCP and AMQP handshakes, a channel, and the close.
+    """
+    parameters = pika.URLParameters(rmq_url)
+    properties = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+    connection = pika.BlockingConnection(parameters)
+    try:
+        channel = _confirming_channel(connection)
+        channel.queue_declare(QUEUE, durable=True)
+        started = time.perf_counter()
+        for _ in range(count):
+            channel.basic_publish("", QUEUE, BODY, properties)
+        reused = time.perf_counter() - started
+
+        started = time.perf_counter()
+        for _ in range(count):
+            one = pika.BlockingConnection(parameters)
+            try:
+                _confirming_channel(one).basic_publish("", QUEUE, BODY, properties)
+            finally:
+                one.close()
+        per_message = time.perf_counter() - started
+        channel.queue_delete(QUEUE)
+    finally:
+        connection.close()
+    return ConnectionReuse(count, count / reused, count / per_message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.raw``: the connection-reuse figures of docs/rabbitmq.md, in a scratch vhost."""
+    parser = argparse.ArgumentParser(prog="python -m bench.raw", description=main.__doc__)
+    parser.add_argument("--count", type=int, default=500, help="messages each way (1..10000)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.count <= 10_000:
+        parser.error("--count: from 1 to 10000")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    base = Settings.from_env()
+    management = requests.Session()
+    management.auth = (base.rmq_user, base.rmq_password)
+    with scratch_vhost(base, management) as vhost:
+        result = connection_reuse(with_vhost(base.rmq_url, vhost), args.count)
+    log.info("%d messages, pika, persistent, publisher confirms:", result.count)
+    log.info("  one connection for all:      %7.0f msg/s", result.reused_rate)
+    log.info("  a new connection per message: %7.0f msg/s", result.per_message_rate)
+    log.info("  ratio: %.0f x", result.ratio)
+
+
+if __name__ == "__main__":
+    main()

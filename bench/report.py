@@ -104,7 +104,7 @@ def _latency(figures: dict[str, float]) -> str:
 
 
 def markdown(results: Results) -> str:
-    """The table the README shows: the figure, its baseline from the same run, the target."""
+    """The table docs/performance.md shows: the figure, its baseline from the same run, the target."""
     accept, e2e, healthz, memory = (
         results["accept"], results["e2e"], results["healthz"], results["memory"]
     )

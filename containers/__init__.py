@@ -1,4 +1,4 @@
-"""Podman as the engine of `docker compose` where Docker is not installed (README: "Docker").
+"""Podman as the engine of `docker compose` where Docker is not installed (docs/setup.md: "Docker").
 
 The compose file is the one a Docker user runs; nothing here changes it. :mod:`containers.engine`
 serves Podman's Docker-compatible API and runs the containers' health checks (Podman leaves them

@@ -3,7 +3,7 @@
 Only for a machine that reaches no image registry (this project's test machines): Docker users
 pull the real images and never run this. Each stand-in is tagged with exactly the name the
 compose file or the Dockerfile uses, so neither changes for the test, and keeps the contract the
-file relies on (README: "Docker"). A stand-in is built only when its tag is missing.
+file relies on (docs/setup.md: "Docker"). A stand-in is built only when its tag is missing.
 
 The base of each is a Debian root made with ``debootstrap`` and imported as an image: no image is
 ever pulled.

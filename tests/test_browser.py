@@ -6,7 +6,7 @@ asyncio loop of pytest's around it. They wait with ``expect(...)`` and explicit 
 with a fixed sleep, and every test fails if the page logged an error to the console.
 
 ``LIVE_SCREENSHOT=docs/screenshot.png pytest tests/test_browser.py -k screenshot`` also saves
-the picture of the page that the README shows (alone, so that the table holds only its tasks).
+the picture of the page that the README shows (docs/screenshot.png) (alone, so that the table holds only its tasks).
 """
 
 from __future__ import annotations

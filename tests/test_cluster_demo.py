@@ -172,7 +172,7 @@ def lose_a_node_under_load(
     assert not twice, f"recorded DONE more than once: {twice}"
     wait_for(lambda: rmq_cluster.running_nodes(node) == list(rmq_cluster.NODES),
              rmq_cluster.NODE_TIMEOUT, what=f"{node.name} to run in the cluster again")
-    # The figures of the README's cluster section: pytest -m cluster -o log_cli=true
+    # The figures of docs/cluster.md ("Цифры из теста"): pytest -m cluster -o log_cli=true
     log.info(
         "%s lost: %d tasks in flight and %d sent meanwhile, all DONE %.1f s after the loss;"
         " answers %s; 503s (seconds, errors) %s; slowest answer %.2f s",

@@ -47,7 +47,7 @@ COURSE_USER, COURSE_PASSWORD = _DEFAULTS.rmq_user, _DEFAULTS.rmq_password
 
 def _service_variables() -> set[str]:
     """The variables the services read: a value exported for a native run would override the
-    compose file's container defaults, as the README warns; the test starts without them."""
+    compose file's container defaults, as docs/setup.md warns; the test starts without them."""
     return {field.metadata["env"] for field in dataclasses.fields(Settings)}
 
 
