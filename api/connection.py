@@ -37,6 +37,8 @@ AMQP_ERRORS = (TimeoutError, aio_pika.exceptions.AMQPError, OSError, RuntimeErro
 class BrokerConnection:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # Checks an amqps:// node's certificate; made once, used by every (re)connect.
+        self._ssl_context = client_context(settings.rmq_ca_file)
         self._connection: AbstractConnection | None = None
         self._node: str | None = None
         # Set while a connection is open and the topology declared on it; requests wait on it.
@@ -87,7 +89,7 @@ class BrokerConnection:
         """Connect to ``url`` and declare the exchanges, queues and bindings there."""
         connection = await aio_pika.connect(
             url, timeout=CONNECT_TIMEOUT,
-            ssl_context=client_context(self._settings.rmq_ca_file) if uses_tls(url) else None,
+            ssl_context=self._ssl_context if uses_tls(url) else None,
         )
         try:
             async with connection.channel() as channel:

@@ -54,8 +54,8 @@ class Settings:
     # The certificate authority (a PEM file) every client checks the broker's certificate
     # against, for amqps:// and an https:// management URL; empty: the system's trusted ones.
     rmq_ca_file: str = _env("RMQ_CA_FILE", default="")
-    # The production checklist, all of it: the API refuses to start unless every item is set
-    # (see validate_secure). Each item also works on its own, without this switch.
+    # The production checklist, all of it: no service starts unless every item is set (see
+    # validate_secure). Each item also works on its own, without this switch.
     secure: bool = _env("SECURE", default=False)
     # Where workers POST status reports. API_URL is the course's name for it; inside Docker the
     # host is the api service's name.
@@ -325,7 +325,7 @@ _HTTP_URLS = (
 )
 _URL_LISTS = ("rmq_management_url",)
 # SECURE=1 refuses the course's login and short secrets (python -m secure makes 32 bytes).
-COURSE_LOGIN = ("student", "qwerty")
+COURSE_LOGIN = _login(DEFAULT_RMQ_URL)[:2]
 MIN_SECRET_LENGTH = 16
 _INT_RANGES = {
     "api_port": (1, 65535),
