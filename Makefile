@@ -48,7 +48,7 @@ help:
 	@echo "              SECURE=1: TLS, generated credentials, API token, rate limit, JSON logs"
 	@echo "make secure - write .secure/ (credentials, certificates) if missing; ROTATE=1: new secrets"
 	@echo "make test   - lint, then the whole test suite against a real RabbitMQ"
-	@echo "make bench  - both async paths under load, each figure beside its baseline (about 5 min)"
+	@echo "make bench  - both async paths under load, each figure beside its baseline (about 6 min)"
 	@echo "make chaos  - MINUTES of load while seeded faults hit the demo, then every accepted task"
 	@echo "              accounted for (SEED=N repeats a run, CLUSTER=1 on the three-node cluster)"
 	@echo "make compose-test - docker-compose.yml booted on Podman and tested through its ports"
