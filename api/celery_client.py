@@ -136,11 +136,12 @@ class CeleryClient:
         try:
             async with self._threads:
                 return await asyncio.wait_for(self._run(func, *args), SEND_TIMEOUT)
+        except TimeoutError:
+            # First: TimeoutError is an OSError too, and SEND_TIMEOUT deserves its own words.
+            raise BrokerUnavailable("Celery could not reach the broker in time") from None
         except (OperationalError, AMQPError, OSError) as exc:
             # AMQPError: a channel error, such as NOT_FOUND for a queue whose only node is down.
             raise BrokerUnavailable(f"Celery could not reach the broker ({describe(exc)})") from exc
-        except TimeoutError:
-            raise BrokerUnavailable("Celery could not reach the broker in time") from None
 
     @property
     def runs_chords(self) -> bool:
