@@ -78,8 +78,10 @@ venv: $(VENV)/.installed-dev
 rmq:
 	./rmq/start-native.sh
 
-# The secure mode's files: kept once written, new credentials with ROTATE=1.
+# The secure mode's files: kept once written, new credentials with ROTATE=1. The certificates
+# are made by Debian's openssl.
 secure: $(VENV)/.installed-runtime
+	$(call apt_install,openssl)
 	$(PYTHON) -m secure $(if $(filter 1,$(ROTATE)),--rotate)
 
 # The TLS-only node for SECURE=1 (AMQPS :5671, HTTPS :15671), beside the course's node.
