@@ -38,7 +38,7 @@ MINUTES ?= 5
 SEED ?=
 CLUSTER ?=
 
-.PHONY: help dev test compose-test lint bench chaos venv rmq secure secure-rmq redis browser wrk iptables podman \
+.PHONY: help dev test compose-test fresh-box lint bench chaos venv rmq secure secure-rmq redis browser wrk iptables podman \
 	definitions cluster cluster-stop clean
 
 help:
@@ -53,6 +53,7 @@ help:
 	@echo "              accounted for (SEED=N repeats a run, CLUSTER=1 on the three-node cluster)"
 	@echo "make compose-test - docker-compose.yml booted on Podman and tested through its ports"
 	@echo "              (for machines without Docker; about 10 min the first time)"
+	@echo "make fresh-box - the quick start on a bare Debian 12 container, timed (SECURE=1 too)"
 	@echo "make definitions - regenerate rmq/definitions*.json from common/topology.py"
 	@echo "make cluster - three clustered RabbitMQ nodes beside the main one (AMQP :5681-5683);"
 	@echo "              ./rmq/cluster.sh status shows the members; make cluster-stop removes them"
@@ -158,6 +159,11 @@ bench: venv rmq redis wrk
 chaos: venv rmq redis iptables
 	$(PYTHON) -m chaos --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) \
 		$(if $(filter 1,$(CLUSTER)),--cluster)
+
+# The quick start on a bare Debian 12 in a container, timed (docs/setup.md: "Первый запуск"):
+# minutes and the network to Debian's mirror and PyPI, so not part of make test. SECURE=1 too.
+fresh-box: venv podman
+	$(PYTHON) -m containers fresh-box $(if $(filter 1,$(SECURE)),--secure)
 
 # rmq/definitions.json (classic queues) and definitions.quorum.json (a cluster's) are generated
 # from common/topology.py; a test fails when either is stale.
