@@ -66,7 +66,8 @@ def ensure(directory: Path = SECURE_DIR, rotate: bool = False,
     put into its certificate when that is made.
     """
     directory.mkdir(mode=0o700, exist_ok=True)
-    directory.chmod(0o700)  # the secrets are in it; the files below need not hide themselves
+    # The machine's other users cannot reach the files in it, whatever the files' own modes.
+    directory.chmod(0o700)
     secrets_path = directory / "secrets.json"
     kept = {} if rotate or not secrets_path.exists() else json.loads(secrets_path.read_text())
     # A secret the file lacks (one a newer version added) is made; the others are kept.
@@ -75,7 +76,10 @@ def ensure(directory: Path = SECURE_DIR, rotate: bool = False,
         secrets_path.touch(mode=0o600)
         secrets_path.write_text(json.dumps(dataclasses.asdict(found), indent=2) + "\n")
         log.info("secure: credentials written to %s", secrets_path)
-    subprocess.run([str(MAKE_CERTS), str(directory), *names], check=True, capture_output=True)
+    made = subprocess.run([str(MAKE_CERTS), str(directory), *names], capture_output=True,
+                          text=True)
+    if made.returncode != 0:
+        raise RuntimeError(f"{MAKE_CERTS.name} failed: {made.stderr.strip() or made.stdout}")
     # The broker in a container reads the key as a user of its own: the directory, not the
     # file, keeps it from the machine's other users.
     (directory / "server.key").chmod(0o644)
