@@ -145,4 +145,4 @@ def _one_line_retries(record: logging.LogRecord) -> bool:
     return True
 
 
-app = create_worker_app(Settings.from_env())
+app = create_worker_app(Settings.from_env_or_exit())

@@ -23,7 +23,7 @@ AIORMQ_REPEATS = (
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit()
     configure_logging(settings)
     logging.getLogger("aiormq.connection").addFilter(
         lambda record: not str(record.msg).startswith(AIORMQ_REPEATS)

@@ -15,7 +15,7 @@ TIMEOUT = 3.0
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit()
     url = f"http://127.0.0.1:{settings.api_port}{routes.HEALTHZ}"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as response:

@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--count: from 1 to 10000")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)
-    base = Settings.from_env()
+    base = Settings.from_env_or_exit()
     management = requests.Session()
     management.auth = (base.rmq_user, base.rmq_password)
     with scratch_vhost(base, management) as vhost:

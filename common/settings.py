@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
@@ -124,6 +125,15 @@ class Settings:
         settings.validate()
         return settings
 
+    @classmethod
+    def from_env_or_exit(cls) -> Settings:
+        """:meth:`from_env` for an entry point: a value it cannot use ends the process with one
+        line that names the variable, not a traceback."""
+        try:
+            return cls.from_env()
+        except SettingsError as exc:
+            raise SystemExit(f"configuration error: {exc}") from None
+
     def to_env(self) -> dict[str, str]:
         """The environment that makes :meth:`from_env` build these settings (for child processes)."""
         return {
@@ -177,8 +187,14 @@ class Settings:
         if self.rate_limit:
             _ = self.rate_limit_parts  # raises SettingsError naming RATE_LIMIT
         _ = self.trusted_proxy_parts  # raises SettingsError naming TRUSTED_PROXIES
-        if self.rmq_ca_file and not os.path.isfile(self.rmq_ca_file):
-            raise SettingsError(f"RMQ_CA_FILE names no file: {self.rmq_ca_file!r}")
+        if self.rmq_ca_file:
+            try:  # what every client does with it (common.tls): fail here, once, with its name
+                ssl.create_default_context(cafile=self.rmq_ca_file)
+            except OSError as exc:  # no such file, or no PEM certificate in it (ssl.SSLError)
+                raise SettingsError(
+                    f"RMQ_CA_FILE must name a PEM file of certificates, got"
+                    f" {self.rmq_ca_file!r} ({exc.strerror or exc.reason or exc})"
+                ) from None
         if self.secure:
             self.validate_secure()
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -10,7 +10,7 @@ from consumer.consumer import Consumer
 
 
 def main() -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit()
     configure_logging(settings)
     # pika logs every connection attempt at INFO, and a refused one as a screenful of ERRORs;
     # our own line ("broker unavailable at ..., retrying in N s") already says what happens.

@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The default ignores the environment on purpose: the committed file must not pick up
     # whatever RMQ_URL happens to be exported in the shell that regenerates it.
-    settings = Settings.from_env() if args.from_env else Settings()
+    settings = Settings.from_env_or_exit() if args.from_env else Settings()
     if args.queue_type:
         settings = dataclasses.replace(settings, rmq_queue_type=args.queue_type)
     if args.output is None:

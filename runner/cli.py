@@ -49,7 +49,7 @@ def bounded(low: float, high: float, whole: bool = True) -> Callable[[str], floa
 def tool_settings() -> Settings:
     """The machine's broker and credentials (RMQ_URL etc. are honoured), with the tool's log at
     INFO."""
-    base = Settings.from_env()
+    base = Settings.from_env_or_exit()
     configure_logging(dataclasses.replace(base, log_level="INFO"))
     # The runner's helper connections: a line each, and a warning for a queue not declared yet.
     logging.getLogger("pika").setLevel(logging.ERROR)

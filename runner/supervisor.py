@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--write-only", action="store_true",
                         help="write the configuration and exit, without starting anything")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
+    settings = Settings.from_env_or_exit()
     try:
         scale = parse_scale(args.scale)
         text = render(read_procfile(), scale, args.state_dir.resolve(),

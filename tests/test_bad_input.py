@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import re
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -13,7 +14,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from runner.broker import scratch_vhost
-from runner.services import Services, demo_settings
+from runner.procfile import ROOT
+from runner.services import Services, demo_settings, service_env
 
 GOOD = {"method": "rmq", "timeout": 1}
 
@@ -220,3 +222,26 @@ async def test_list_endpoints_reject_a_bad_limit(client, path: str, limit: str) 
     response = await client.get(path, params={"limit": limit})
     assert response.status == 400
     assert (await response.json())["field"] == "limit"
+
+
+# ------------------------------------------------------------------ bad configuration
+
+PROCFILE_SERVICES = ["api", "consumer", "celery_worker", "celery_beat", "flower"]
+
+
+@pytest.mark.parametrize("service", PROCFILE_SERVICES)
+@pytest.mark.parametrize(("variable", "value"), [("API_PORT", "0"), ("SECURE", "maybe"),
+                                                  ("RMQ_CA_FILE", "README.md")])
+def test_a_service_given_a_bad_setting_ends_with_one_line_naming_it(
+    service: str, variable: str, value: str, tmp_path
+) -> None:
+    """Started as the Procfile starts it: no traceback, nothing left running."""
+    command = Services(tmp_path).command(service)
+    env = {**service_env({}), variable: value}
+
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.strip().startswith(f"configuration error: {variable} ")

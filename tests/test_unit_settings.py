@@ -475,6 +475,15 @@ def test_secure_must_be_a_yes_or_a_no(value: str) -> None:
         Settings.from_env({"SECURE": value})
 
 
-def test_a_ca_file_that_does_not_exist_is_named(tmp_path) -> None:
-    with pytest.raises(SettingsError, match="RMQ_CA_FILE names no file"):
-        Settings.from_env({"RMQ_CA_FILE": str(tmp_path / "missing.pem")})
+@pytest.mark.parametrize(("content", "why"), [
+    (None, "No such file"), ("not a certificate\n", "NO_CERTIFICATE_OR_CRL_FOUND"),
+])
+def test_a_ca_file_without_a_certificate_is_named(tmp_path, content, why) -> None:
+    path = tmp_path / "ca.pem"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(SettingsError, match="RMQ_CA_FILE must name a PEM file") as refused:
+        Settings.from_env({"RMQ_CA_FILE": str(path)})
+
+    assert why in str(refused.value)
