@@ -48,6 +48,8 @@ def celery_ssl(settings: Settings) -> dict[str, Any] | None:
     return {
         "ca_certs": settings.rmq_ca_file or None,
         "cert_reqs": ssl.CERT_REQUIRED,
-        # None: kombu puts the host of the node it connects to here, so the name is checked.
+        # None: kombu puts the host it connects to here, so the name is checked (having made
+        # localhost 127.0.0.1 first: secure/make-certs.sh names both). It fills it in once, in
+        # this dict: over a list of TLS nodes, a later node's certificate must name the first.
         "server_hostname": None,
     }
