@@ -16,10 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from bench import report, stages
-from runner.broker import management_url
+from runner.broker import management_session, management_url
 from runner.cli import bounded, interrupt_on_signals, tool_settings
 
 log = logging.getLogger("bench")
@@ -79,8 +77,7 @@ def main() -> None:
     logging.getLogger("aio_pika").setLevel(logging.WARNING)  # "Deleting <Queue ...>" and the like
     logging.getLogger("runner").setLevel(logging.WARNING)  # a line per process started
 
-    with requests.Session() as management:
-        management.auth = (base.rmq_user, base.rmq_password)
+    with management_session(base) as management:
         results = run(stages.Bench(base, management), args)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -15,12 +15,11 @@ import time
 
 import aio_pika
 import pika
-import requests
 from pika.adapters.blocking_connection import BlockingChannel
 
 from common import topology
-from common.settings import Settings
-from runner.broker import scratch_vhost, with_vhost
+from runner.broker import management_session, scratch_vhost, with_vhost
+from runner.cli import tool_settings
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.count <= 10_000:
         parser.error("--count: from 1 to 10000")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("pika").setLevel(logging.WARNING)
-    base = Settings.from_env_or_exit()
-    management = requests.Session()
-    management.auth = (base.rmq_user, base.rmq_password)
-    with scratch_vhost(base, management) as vhost:
+    base = tool_settings()
+    with management_session(base) as management, scratch_vhost(base, management) as vhost:
         result = connection_reuse(with_vhost(base.rmq_url, vhost), args.count)
     log.info("%d messages, pika, persistent, publisher confirms:", result.count)
     log.info("  one connection for all:      %7.0f msg/s", result.reused_rate)

@@ -16,11 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-import requests
-
 from chaos import report
 from chaos.faults import Unavailable
 from chaos.run import Config, run
+from runner.broker import management_session
 from runner.cli import bounded, interrupt_on_signals, tool_settings
 
 log = logging.getLogger("chaos")
@@ -48,8 +47,7 @@ def main() -> None:
     state = args.output / "state"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    with requests.Session() as management:
-        management.auth = (base.rmq_user, base.rmq_password)
+    with management_session(base) as management:
         try:
             results = run(config, base, management, state)
         except Unavailable as exc:

@@ -67,6 +67,16 @@ def with_vhost(rmq_url: str, vhost: str) -> str:
     )
 
 
+def management_session(settings: Settings) -> requests.Session:
+    """A session for the management API, logged in as ``settings`` say (over https, the broker's
+    certificate checked against RMQ_CA_FILE, as every client checks it)."""
+    session = requests.Session()
+    session.auth = (settings.rmq_user, settings.rmq_password)
+    if settings.rmq_ca_file:
+        session.verify = settings.rmq_ca_file
+    return session
+
+
 def management_url(settings: Settings, path: str) -> str:
     """The first node's management API: enough for set-up and clean-up of a test."""
     return settings.rmq_management_urls[0].rstrip("/") + "/api/" + path

@@ -16,7 +16,7 @@ import requests
 from api.app import create_app
 from common.settings import Settings
 from runner import cluster as rmq_cluster
-from runner.broker import scratch_vhost, sweep_stale_vhosts
+from runner.broker import management_session, scratch_vhost, sweep_stale_vhosts
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.redis_server import RedisServer
@@ -37,10 +37,8 @@ def base_settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def management(base_settings: Settings) -> Iterator[requests.Session]:
-    session = requests.Session()
-    session.auth = (base_settings.rmq_user, base_settings.rmq_password)
-    yield session
-    session.close()
+    with management_session(base_settings) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")
