@@ -74,6 +74,10 @@ def management_session(settings: Settings) -> requests.Session:
     session.auth = (settings.rmq_user, settings.rmq_password)
     if settings.rmq_ca_file:
         session.verify = settings.rmq_ca_file
+        # Else REQUESTS_CA_BUNDLE, where it is set, would win over the session's own CA
+        # (psf/requests#4726); the environment's proxies and .netrc go with it: a broker of
+        # this machine or its network needs neither.
+        session.trust_env = False
     return session
 
 

@@ -34,6 +34,7 @@ from celery_config import create_celery_app
 from common import routes, topology
 from common.settings import Settings
 from common.tls import client_context, pika_parameters
+from runner.broker import management_session, management_url
 from runner.client import ApiClient
 from runner.polling import wait_for
 from runner.procfile import ROOT
@@ -111,7 +112,7 @@ def test_every_service_works_over_tls_end_to_end(
     # Every connection the broker holds is TLS: the API's, the consumer's, Celery's, Flower's.
     # The management API lists a new connection a few seconds after it opens.
     connections = wait_for(
-        lambda: [c for c in management_get(secure_settings, "/api/connections")
+        lambda: [c for c in management_get(secure_settings, "connections")
                  if c.get("client_properties")] or None,
         30, interval=0.5, what="the broker to list the services' connections")
     assert all(connection["ssl"] for connection in connections)
@@ -150,7 +151,7 @@ def flower_login() -> tuple[str, str]:
 
 
 def test_the_broker_listens_for_tls_only(secure_node: Path, secure_settings: Settings) -> None:
-    overview = management_get(secure_settings, "/api/overview")
+    overview = management_get(secure_settings, "overview")
     protocols = {listener["protocol"] for listener in overview["listeners"]}
 
     assert protocols == {"amqp/ssl", "https", "clustering"}
@@ -185,14 +186,13 @@ def test_a_client_with_the_wrong_certificate_authority_is_refused(
 
 
 def test_the_course_login_is_refused(secure_node: Path, secure_settings: Settings) -> None:
-    course = secure_settings.rmq_url.replace(
-        f"{secure.RMQ_USER}:{secure_settings.rmq_password}@", "student:qwerty@", 1)
+    course = dataclasses.replace(secure_settings, rmq_url=secure_settings.rmq_url.replace(
+        f"{secure.RMQ_USER}:{secure_settings.rmq_password}@", "student:qwerty@", 1))
 
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-        pika.BlockingConnection(pika_parameters(course, secure_settings.rmq_ca_file))
-    answer = requests.get(f"{secure_settings.rmq_management_url}api/overview",
-                          auth=("student", "qwerty"), verify=secure_settings.rmq_ca_file)
-    assert answer.status_code == 401
+        pika.BlockingConnection(pika_parameters(course.rmq_url, course.rmq_ca_file))
+    with management_session(course) as session:
+        assert session.get(management_url(course, "overview"), timeout=10).status_code == 401
 
 
 def test_rotated_credentials_replace_the_old_ones(
@@ -252,9 +252,9 @@ def test_the_rate_limit_answers_429_and_the_metrics_count_the_tasks(
 
 
 def management_get(settings: Settings, path: str) -> list | dict:
-    answer = requests.get(f"{settings.rmq_management_url.rstrip('/')}{path}",
-                          auth=(settings.rmq_user, settings.rmq_password),
-                          verify=settings.rmq_ca_file, timeout=10)
+    """``GET /api/<path>`` of the secure node's management API, decoded."""
+    with management_session(settings) as session:
+        answer = session.get(management_url(settings, path), timeout=10)
     answer.raise_for_status()
     return answer.json()
 

@@ -5,6 +5,7 @@ secret in any container's log."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from common import routes, topology
 from common.settings import Settings
 from common.tls import pika_parameters
 from containers import engine
+from runner.broker import management_session, management_url
 from runner.client import ApiClient
 from runner.polling import wait_for
 from tests.compose.conftest import PROJECT, boot
@@ -72,10 +74,10 @@ def api(demo: Stack, settings: Settings) -> ApiClient:
     return ApiClient(demo.url("API_HOST_PORT"), token=settings.api_token)
 
 
-def management(settings: Settings, path: str, login: tuple[str, str] | None = None):
-    return requests.get(f"{settings.rmq_management_url.rstrip('/')}{path}",
-                        auth=login or (settings.rmq_user, settings.rmq_password),
-                        verify=settings.rmq_ca_file, timeout=10)
+def management(settings: Settings, path: str) -> requests.Response:
+    """``GET /api/<path>`` of the broker's management API, as ``settings`` log in."""
+    with management_session(settings) as session:
+        return session.get(management_url(settings, path), timeout=10)
 
 
 def test_every_service_works_over_tls(demo: Stack, api: ApiClient, settings: Settings) -> None:
@@ -100,22 +102,22 @@ def test_every_service_works_over_tls(demo: Stack, api: ApiClient, settings: Set
     queues = api.session.get(api.url(routes.QUEUES), timeout=10).json()
     assert queues["available"] and queues["statistics_error"] is None
     # The API, the consumer, the Celery worker, Beat and Flower: every connection is TLS.
-    connections = wait_for(lambda: [c for c in management(settings, "/api/connections").json()
+    connections = wait_for(lambda: [c for c in management(settings, "connections").json()
                                     if c.get("client_properties")] or None,
                            30, interval=1.0, what="the broker to list the connections")
     assert all(connection["ssl"] for connection in connections)
 
 
 def test_the_broker_speaks_tls_only_and_refuses_the_course_login(settings: Settings) -> None:
-    overview = management(settings, "/api/overview").json()
+    overview = management(settings, "overview").json()
 
     assert {listener["protocol"] for listener in overview["listeners"]} == {
         "amqp/ssl", "https", "clustering"}
-    assert management(settings, "/api/whoami", ("student", "qwerty")).status_code == 401
-    course = settings.rmq_url.replace(f"{settings.rmq_user}:{settings.rmq_password}@",
-                                      "student:qwerty@", 1)
+    course = dataclasses.replace(settings, rmq_url=settings.rmq_url.replace(
+        f"{settings.rmq_user}:{settings.rmq_password}@", "student:qwerty@", 1))
+    assert management(course, "whoami").status_code == 401
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-        pika.BlockingConnection(pika_parameters(course, settings.rmq_ca_file))
+        pika.BlockingConnection(pika_parameters(course.rmq_url, course.rmq_ca_file))
 
 
 def test_without_the_token_the_api_answers_401(demo: Stack) -> None:
